@@ -64,7 +64,16 @@ impl ParseError {
         field: Option<Field>,
         reason: impl Into<String>,
     ) -> ParseError {
-        let span = span.start.min(input.len())..span.end.min(input.len());
+        // Keep the span on character boundaries so that slicing and the caret never panic.
+        let mut start = span.start.min(input.len());
+        while !input.is_char_boundary(start) {
+            start -= 1;
+        }
+        let mut end = span.end.clamp(start, input.len());
+        while !input.is_char_boundary(end) {
+            end += 1;
+        }
+        let span = start..end;
         ParseError { input: input.to_owned(), span, field, reason: reason.into() }
     }
 

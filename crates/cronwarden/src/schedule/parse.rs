@@ -98,7 +98,7 @@ impl<'a> Parser<'a> {
         if body.is_empty() {
             return Err(self.error(0, self.input.len(), None, "the schedule is empty"));
         }
-        if body.len() >= 5 && body[..5].eq_ignore_ascii_case("cron:") {
+        if body.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("cron:")) {
             base += 5;
             let rest = &body[5..];
             let inner = rest.trim_start();
