@@ -23,6 +23,7 @@ pub(crate) const DAY: i64 = 86_400;
 
 impl Civil {
     /// The first second of the given day.
+    #[cfg(test)]
     pub fn start_of_day(year: i32, month: u8, day: u8) -> Civil {
         Civil { year, month, day, hour: 0, minute: 0, second: 0 }
     }

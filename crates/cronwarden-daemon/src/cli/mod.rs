@@ -1,0 +1,40 @@
+//! The command line: `cronwarden next` and `cronwarden explain` (the daemon and the job and run
+//! commands come with the scheduler).
+
+mod schedule;
+
+use clap::{Parser, Subcommand};
+
+/// cronwarden: a cron manager that runs scheduled jobs reliably.
+#[derive(Debug, Parser)]
+#[command(name = "cronwarden", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the next fire instants of a schedule expression.
+    Next(schedule::NextArgs),
+    /// Say in plain English what a schedule means and how it behaves on DST changes.
+    Explain(schedule::ExplainArgs),
+}
+
+/// A failure to report on stderr; the message is complete (it may span several lines).
+#[derive(Debug)]
+pub struct CliError(String);
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Runs the command the user asked for.
+pub fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Next(args) => schedule::next(args),
+        Command::Explain(args) => schedule::explain(args),
+    }
+}
