@@ -5,7 +5,10 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 fn cronwarden(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cronwarden")).args(args).output().expect("the binary runs")
+    Command::new(env!("CARGO_BIN_EXE_cronwarden"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
 }
 
 fn stdout(output: &Output) -> String {
@@ -24,7 +27,12 @@ fn next_prints_the_vectors_fires() {
     let mut checked = 0;
     for line in vectors.lines().step_by(12) {
         let v: Value = serde_json::from_str(line).unwrap();
-        let expected: Vec<&str> = v["next"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
+        let expected: Vec<&str> = v["next"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_str().unwrap())
+            .collect();
         let count = expected.len().to_string();
         let out = cronwarden(&[
             "next",
@@ -54,32 +62,97 @@ fn next_defaults_to_five_fires_in_utc_after_now() {
         assert!(line.ends_with(":00+00:00"), "{line}");
         let t: jiff::Timestamp = line.parse().unwrap();
         // Strictly after the moment the command ran, within the next few minutes.
-        assert!(t.as_second() > now.as_second() - 60 && t.as_second() <= now.as_second() + 60 * (i as i64 + 2), "{line}");
+        assert!(
+            t.as_second() > now.as_second() - 60
+                && t.as_second() <= now.as_second() + 60 * (i as i64 + 2),
+            "{line}"
+        );
     }
 }
 
 #[test]
 fn next_json_lists_the_fires() {
-    let out = cronwarden(&["next", "30 2 * * *", "--tz", "Europe/Berlin", "--after", "2026-03-28T23:00:00+01:00", "-n", "2", "--json"]);
+    let out = cronwarden(&[
+        "next",
+        "30 2 * * *",
+        "--tz",
+        "Europe/Berlin",
+        "--after",
+        "2026-03-28T23:00:00+01:00",
+        "-n",
+        "2",
+        "--json",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let doc: Value = serde_json::from_str(&stdout(&out)).unwrap();
-    assert_eq!(doc["fires"], serde_json::json!(["2026-03-29T03:00:00+02:00", "2026-03-30T02:30:00+02:00"]));
+    assert_eq!(
+        doc["fires"],
+        serde_json::json!(["2026-03-29T03:00:00+02:00", "2026-03-30T02:30:00+02:00"])
+    );
     assert_eq!(doc["time_zone"], "Europe/Berlin");
     assert_eq!(doc["after"], "2026-03-28T23:00:00+01:00");
 }
 
 #[test]
 fn next_honours_dst_policy_hash_key_and_origin() {
-    let out = cronwarden(&["next", "30 2 * * *", "--tz", "Europe/Berlin", "--after", "2026-03-28T12:00:00Z", "-n", "1", "--on-gap", "skip"]);
+    let out = cronwarden(&[
+        "next",
+        "30 2 * * *",
+        "--tz",
+        "Europe/Berlin",
+        "--after",
+        "2026-03-28T12:00:00Z",
+        "-n",
+        "1",
+        "--on-gap",
+        "skip",
+    ]);
     assert_eq!(stdout(&out), "2026-03-30T02:30:00+02:00\n");
-    let out = cronwarden(&["next", "30 2 * * *", "--tz", "Europe/Berlin", "--after", "2026-10-24T12:00:00Z", "-n", "1", "--on-fold", "second"]);
+    let out = cronwarden(&[
+        "next",
+        "30 2 * * *",
+        "--tz",
+        "Europe/Berlin",
+        "--after",
+        "2026-10-24T12:00:00Z",
+        "-n",
+        "1",
+        "--on-fold",
+        "second",
+    ]);
     assert_eq!(stdout(&out), "2026-10-25T02:30:00+01:00\n");
-    let a = cronwarden(&["next", "H H * * *", "--hash-key", "nightly-report", "--after", "2026-01-01T00:00:00Z"]);
-    let b = cronwarden(&["next", "H H * * *", "--hash-key", "nightly-report", "--after", "2026-01-01T00:00:00Z"]);
+    let a = cronwarden(&[
+        "next",
+        "H H * * *",
+        "--hash-key",
+        "nightly-report",
+        "--after",
+        "2026-01-01T00:00:00Z",
+    ]);
+    let b = cronwarden(&[
+        "next",
+        "H H * * *",
+        "--hash-key",
+        "nightly-report",
+        "--after",
+        "2026-01-01T00:00:00Z",
+    ]);
     assert!(a.status.success());
     assert_eq!(stdout(&a), stdout(&b));
-    let out = cronwarden(&["next", "@every 45m", "--origin", "2026-01-01T00:10:00Z", "--after", "2026-01-01T00:00:00Z", "-n", "2"]);
-    assert_eq!(stdout(&out), "2026-01-01T00:10:00+00:00\n2026-01-01T00:55:00+00:00\n");
+    let out = cronwarden(&[
+        "next",
+        "@every 45m",
+        "--origin",
+        "2026-01-01T00:10:00Z",
+        "--after",
+        "2026-01-01T00:00:00Z",
+        "-n",
+        "2",
+    ]);
+    assert_eq!(
+        stdout(&out),
+        "2026-01-01T00:10:00+00:00\n2026-01-01T00:55:00+00:00\n"
+    );
 }
 
 #[test]
@@ -106,7 +179,14 @@ fn bad_input_goes_to_stderr_with_exit_code_2() {
 
 #[test]
 fn explain_describes_the_schedule_and_its_dst_days() {
-    let out = cronwarden(&["explain", "30 2 * * *", "--tz", "Europe/Berlin", "--after", "2027-01-01T00:00:00Z"]);
+    let out = cronwarden(&[
+        "explain",
+        "30 2 * * *",
+        "--tz",
+        "Europe/Berlin",
+        "--after",
+        "2027-01-01T00:00:00Z",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         stdout(&out),
@@ -117,8 +197,14 @@ fn explain_describes_the_schedule_and_its_dst_days() {
     );
     let out = cronwarden(&["explain", "*/15 9-17 * * MON-FRI", "--json"]);
     let doc: Value = serde_json::from_str(&stdout(&out)).unwrap();
-    assert_eq!(doc["summary"], "Every 15 minutes, between 09:00 and 17:59 on Monday through Friday, UTC");
-    assert_eq!(doc["dst"], serde_json::json!(["UTC has no daylight-saving changes."]));
+    assert_eq!(
+        doc["summary"],
+        "Every 15 minutes, between 09:00 and 17:59 on Monday through Friday, UTC"
+    );
+    assert_eq!(
+        doc["dst"],
+        serde_json::json!(["UTC has no daylight-saving changes."])
+    );
     let out = cronwarden(&["explain", "0 25 * * *"]);
     assert_eq!(out.status.code(), Some(2));
 }

@@ -38,7 +38,11 @@ fn every_vector_matches() {
         let got: Vec<String> = schedule
             .fires_after(after)
             .take(v.next.len())
-            .map(|t| t.to_zoned(tz.clone()).strftime("%Y-%m-%dT%H:%M:%S%:z").to_string())
+            .map(|t| {
+                t.to_zoned(tz.clone())
+                    .strftime("%Y-%m-%dT%H:%M:%S%:z")
+                    .to_string()
+            })
             .collect();
         if got != v.next {
             failures.push(format!(
@@ -57,6 +61,11 @@ fn every_vector_matches() {
         "{} of {} vectors ({dst} DST-adjacent, {ordinary} ordinary) failed; first ones:\n{}",
         failures.len(),
         vectors.len(),
-        failures.iter().take(15).cloned().collect::<Vec<_>>().join("\n")
+        failures
+            .iter()
+            .take(15)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }

@@ -90,7 +90,10 @@ fn instant(flag: &str, text: &str) -> Result<Timestamp, CliError> {
 impl ScheduleArgs {
     fn parse(&self) -> Result<Schedule, CliError> {
         let tz = TimeZone::get(&self.tz).map_err(|_| {
-            CliError(format!("--tz {:?} is not a known IANA time zone, such as Europe/Berlin or UTC", self.tz))
+            CliError(format!(
+                "--tz {:?} is not a known IANA time zone, such as Europe/Berlin or UTC",
+                self.tz
+            ))
         })?;
         let policy = DstPolicy {
             gap: match self.on_gap {
@@ -122,7 +125,9 @@ fn write_out(text: &str) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
     // A closed pipe (`cronwarden next ... | head -1`) is not an error worth reporting.
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(CliError(format!("cannot write output: {e}"))),
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(CliError(format!("cannot write output: {e}")))
+        }
         _ => Ok(()),
     }
 }

@@ -25,7 +25,14 @@ impl Civil {
     /// The first second of the given day.
     #[cfg(test)]
     pub fn start_of_day(year: i32, month: u8, day: u8) -> Civil {
-        Civil { year, month, day, hour: 0, minute: 0, second: 0 }
+        Civil {
+            year,
+            month,
+            day,
+            hour: 0,
+            minute: 0,
+            second: 0,
+        }
     }
 
     /// The civil time `secs` seconds after 1970-01-01T00:00:00 (a "local" epoch second).
@@ -149,7 +156,14 @@ mod tests {
 
     #[test]
     fn seconds_round_trip_and_step() {
-        let c = Civil { year: 2026, month: 12, day: 31, hour: 23, minute: 59, second: 59 };
+        let c = Civil {
+            year: 2026,
+            month: 12,
+            day: 31,
+            hour: 23,
+            minute: 59,
+            second: 59,
+        };
         assert_eq!(Civil::from_local_seconds(c.to_local_seconds()), c);
         assert_eq!(c.succ(), Civil::start_of_day(2027, 1, 1));
         assert_eq!(c.succ().pred(), c);

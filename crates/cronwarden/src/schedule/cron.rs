@@ -60,7 +60,11 @@ fn next_bit(mask: u64, from: u32) -> Option<u32> {
 /// The highest set bit of `mask` at or below `upto`.
 #[inline]
 fn prev_bit(mask: u64, upto: u32) -> Option<u32> {
-    let rest = if upto >= 63 { mask } else { mask & ((2u64 << upto) - 1) };
+    let rest = if upto >= 63 {
+        mask
+    } else {
+        mask & ((2u64 << upto) - 1)
+    };
     (rest != 0).then(|| 63 - rest.leading_zeros())
 }
 
@@ -137,10 +141,10 @@ impl CronSpec {
                 continue; // `31W` does not fire in a 30-day month, just as `31` does not.
             }
             let target = match weekday_of(d) {
-                6 if d == 1 => 3,   // Saturday the 1st: Monday the 3rd, never into the month before.
-                6 => d - 1,         // Saturday: the Friday before.
+                6 if d == 1 => 3, // Saturday the 1st: Monday the 3rd, never into the month before.
+                6 => d - 1,       // Saturday: the Friday before.
                 0 if d == len => d - 2, // Sunday the last: the Friday before, never into the next month.
-                0 => d + 1,         // Sunday: the Monday after.
+                0 => d + 1,             // Sunday: the Monday after.
                 _ => d,
             };
             days |= 1 << target;
@@ -210,7 +214,11 @@ impl CronSpec {
             }
         }
         let h = next_bit(hours, u32::from(h) + 1)?;
-        Some((h as u8, lowest(self.minutes) as u8, lowest(self.seconds) as u8))
+        Some((
+            h as u8,
+            lowest(self.minutes) as u8,
+            lowest(self.seconds) as u8,
+        ))
     }
 
     /// The latest allowed time of day at or before `h:m:s`.
@@ -232,7 +240,11 @@ impl CronSpec {
             return None;
         }
         let h = prev_bit(hours, u32::from(h) - 1)?;
-        Some((h as u8, highest(self.minutes) as u8, highest(self.seconds) as u8))
+        Some((
+            h as u8,
+            highest(self.minutes) as u8,
+            highest(self.seconds) as u8,
+        ))
     }
 
     /// The earliest civil time at or after `from` that matches every field.
@@ -266,7 +278,14 @@ impl CronSpec {
                     _ => Some(self.first_time()),
                 };
                 if let Some((hour, minute, second)) = found {
-                    return Some(Civil { year, month, day: d, hour, minute, second });
+                    return Some(Civil {
+                        year,
+                        month,
+                        day: d,
+                        hour,
+                        minute,
+                        second,
+                    });
                 }
             }
             if month == 12 {
@@ -301,7 +320,11 @@ impl CronSpec {
                 time = None;
                 continue;
             }
-            let keep = if day >= 31 { u32::MAX } else { (2u32 << day) - 1 };
+            let keep = if day >= 31 {
+                u32::MAX
+            } else {
+                (2u32 << day) - 1
+            };
             let mut days = self.day_mask(year, month) & keep;
             while days != 0 {
                 let d = (31 - days.leading_zeros()) as u8;
@@ -311,7 +334,14 @@ impl CronSpec {
                     _ => Some(self.last_time()),
                 };
                 if let Some((hour, minute, second)) = found {
-                    return Some(Civil { year, month, day: d, hour, minute, second });
+                    return Some(Civil {
+                        year,
+                        month,
+                        day: d,
+                        hour,
+                        minute,
+                        second,
+                    });
                 }
             }
             if month == 1 {
@@ -333,7 +363,8 @@ impl CronSpec {
     /// months of 2001-2028 decides it.
     pub fn can_fire(&self) -> bool {
         (2001..2029).any(|year| {
-            (1..=12u8).any(|month| self.months & (1 << month) != 0 && self.day_mask(year, month) != 0)
+            (1..=12u8)
+                .any(|month| self.months & (1 << month) != 0 && self.day_mask(year, month) != 0)
         })
     }
 
@@ -374,6 +405,50 @@ mod tests {
         let sundays = weekly_pattern(1, 5);
         let days: Vec<u32> = (1..=31).filter(|d| sundays & (1 << d) != 0).collect();
         assert_eq!(days, vec![3, 10, 17, 24, 31]);
+    }
+
+    #[test]
+    fn civil_search_agrees_with_a_minute_by_minute_scan() {
+        use crate::schedule::parse::{parse, Parsed};
+        for expr in [
+            "0 0 L * *",
+            "*/7 3-5 15W * *",
+            "0 12 * * 5L",
+            "30 1 1,15 * MON",
+            "0 0 * * FRI#2",
+            "59 23 LW * *",
+        ] {
+            let Ok(Parsed::Cron(spec)) = parse(expr, None) else {
+                panic!("{expr}")
+            };
+            let start = Civil::start_of_day(2027, 12, 1).to_local_seconds();
+            let scanned: Vec<Civil> = (0..100 * 1440)
+                .map(|minute| Civil::from_local_seconds(start + minute * 60))
+                .filter(|&c| spec.matches(c))
+                .collect();
+            let mut searched = Vec::new();
+            let mut from = Civil::from_local_seconds(start);
+            while let Some(m) = spec
+                .next_civil(from)
+                .filter(|m| m.to_local_seconds() < start + 100 * 86_400)
+            {
+                searched.push(m);
+                from = m.succ();
+            }
+            assert_eq!(searched, scanned, "{expr}");
+            // And backwards.
+            let mut back = Vec::new();
+            let mut upto = Civil::from_local_seconds(start + 100 * 86_400 - 1);
+            while let Some(m) = spec
+                .prev_civil(upto)
+                .filter(|m| m.to_local_seconds() >= start)
+            {
+                back.push(m);
+                upto = m.pred();
+            }
+            back.reverse();
+            assert_eq!(back, scanned, "{expr} backwards");
+        }
     }
 
     #[test]

@@ -74,7 +74,12 @@ impl ParseError {
             end += 1;
         }
         let span = start..end;
-        ParseError { input: input.to_owned(), span, field, reason: reason.into() }
+        ParseError {
+            input: input.to_owned(),
+            span,
+            field,
+            reason: reason.into(),
+        }
     }
 
     /// The field the error is in, when it is in one field.
@@ -108,8 +113,11 @@ impl fmt::Display for ParseError {
         writeln!(f, "{}", self.reason)?;
         // The expression is printed on one line: a caret under a multi-line input would point
         // at the wrong place.
-        let shown: String =
-            self.input.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+        let shown: String = self
+            .input
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
         let pad = self.input[..self.span.start].chars().count();
         let width = self.input[self.span.clone()].chars().count().max(1);
         writeln!(f, "  {shown}")?;

@@ -37,11 +37,29 @@ pub struct Explanation {
 }
 
 const MONTHS: [&str; 13] = [
-    "", "January", "February", "March", "April", "May", "June", "July", "August", "September",
-    "October", "November", "December",
+    "",
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
 ];
-const WEEKDAYS: [&str; 7] =
-    ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
+const WEEKDAYS: [&str; 7] = [
+    "Sunday",
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+];
 const ORDINALS: [&str; 6] = ["", "first", "second", "third", "fourth", "fifth"];
 
 pub(crate) fn explain(schedule: &Schedule, now: Timestamp) -> Explanation {
@@ -58,7 +76,9 @@ pub(crate) fn explain(schedule: &Schedule, now: Timestamp) -> Explanation {
     };
     let mut summary = time_of_day(spec);
     let days = days(spec);
-    let months = describe_set(u64::from(spec.months), 1, 12, |m| MONTHS[m as usize].to_owned());
+    let months = describe_set(u64::from(spec.months), 1, 12, |m| {
+        MONTHS[m as usize].to_owned()
+    });
     match (&days, &months) {
         // "Every 5 minutes" needs no "every day"; "At 02:30" and "between 09:00 and 17:59" do.
         (None, None) if spec.hours.count_ones() < 24 => summary.push_str(" every day"),
@@ -73,7 +93,10 @@ pub(crate) fn explain(schedule: &Schedule, now: Timestamp) -> Explanation {
         let _ = write!(summary, " in {m}");
     }
     let _ = write!(summary, ", {zone}");
-    Explanation { summary, dst_notes: dst_notes(schedule, spec, now) }
+    Explanation {
+        summary,
+        dst_notes: dst_notes(schedule, spec, now),
+    }
 }
 
 fn zone_name(tz: &TimeZone) -> String {
@@ -152,7 +175,8 @@ fn step_of(bits: u64, min: u32, max: u32) -> Option<(u32, u32)> {
     }
     let step = values[1] - values[0];
     let regular = values.windows(2).all(|w| w[1] - w[0] == step);
-    (regular && values[0] < step && values.last().unwrap() + step > max).then_some((values[0], step))
+    (regular && values[0] < step && values.last().unwrap() + step > max)
+        .then_some((values[0], step))
 }
 
 fn time_of_day(spec: &CronSpec) -> String {
@@ -198,7 +222,12 @@ fn time_of_day(spec: &CronSpec) -> String {
             _ => {
                 let runs = list(&hours, |h| format!("{h:02}:00"));
                 if hours.len() > 1 && hours.windows(2).all(|w| w[1] == w[0] + 1) {
-                    let _ = write!(out, ", between {:02}:00 and {:02}:59", hours[0], hours[hours.len() - 1]);
+                    let _ = write!(
+                        out,
+                        ", between {:02}:00 and {:02}:59",
+                        hours[0],
+                        hours[hours.len() - 1]
+                    );
                 } else {
                     let _ = write!(out, ", in the hours starting {runs}");
                 }
@@ -232,13 +261,24 @@ fn every_or_at(bits: u64, max: u32, unit: &str) -> String {
 fn days_of_month(spec: &CronSpec) -> Option<String> {
     let mut parts = Vec::new();
     if let Some(days) = describe_set(u64::from(spec.days_of_month), 1, 31, |d| d.to_string()) {
-        if let Some((start, step)) = step_of(u64::from(spec.days_of_month), 1, 31).filter(|_| spec.days_of_month.count_ones() > 3) {
-            parts.push(format!("every {step} days of the month starting on day {start}"));
+        if let Some((start, step)) = step_of(u64::from(spec.days_of_month), 1, 31)
+            .filter(|_| spec.days_of_month.count_ones() > 3)
+        {
+            parts.push(format!(
+                "every {step} days of the month starting on day {start}"
+            ));
         } else if spec.days_of_month != 0 {
-            let plural = if spec.days_of_month.count_ones() == 1 { "" } else { "s" };
+            let plural = if spec.days_of_month.count_ones() == 1 {
+                ""
+            } else {
+                "s"
+            };
             parts.push(format!("day{plural} {days} of the month"));
         }
-    } else if spec.last_day_offsets == 0 && spec.nearest_weekdays == 0 && !spec.last_weekday_of_month {
+    } else if spec.last_day_offsets == 0
+        && spec.nearest_weekdays == 0
+        && !spec.last_weekday_of_month
+    {
         return None;
     } else {
         parts.push("every day of the month".to_owned());
@@ -263,7 +303,9 @@ fn days_of_month(spec: &CronSpec) -> Option<String> {
 fn days_of_week(spec: &CronSpec) -> Option<String> {
     let mut parts = Vec::new();
     let has_rules = spec.last_weekday != 0 || spec.nth_weekday.iter().any(|&n| n != 0);
-    match describe_set(u64::from(spec.days_of_week), 0, 6, |w| WEEKDAYS[w as usize].to_owned()) {
+    match describe_set(u64::from(spec.days_of_week), 0, 6, |w| {
+        WEEKDAYS[w as usize].to_owned()
+    }) {
         Some(_) if spec.days_of_week == 0 => {}
         Some(days) => parts.push(days),
         None if has_rules => parts.push("every day of the week".to_owned()),
@@ -336,20 +378,32 @@ fn dst_notes(schedule: &Schedule, spec: &CronSpec, now: Timestamp) -> Vec<String
         .take(2)
         .collect();
     if transitions.is_empty() {
-        return vec![format!("{} has no clock changes in the next two years.", zone_name(tz))];
+        return vec![format!(
+            "{} has no clock changes in the next two years.",
+            zone_name(tz)
+        )];
     }
     transitions
         .iter()
         .map(|t| {
             let at = t.timestamp().as_second();
-            let Ok(before_ts) = Timestamp::from_second(at - 1) else { return String::new() };
+            let Ok(before_ts) = Timestamp::from_second(at - 1) else {
+                return String::new();
+            };
             let before = i64::from(tz.to_offset(before_ts).seconds());
             let after = i64::from(t.offset().seconds());
-            let (from, to) = (Civil::from_local_seconds(at + before), Civil::from_local_seconds(at + after));
+            let (from, to) = (
+                Civil::from_local_seconds(at + before),
+                Civil::from_local_seconds(at + after),
+            );
             let day = format!("{:04}-{:02}-{:02}", from.year, from.month, from.day);
             let offsets = format!("({} to {})", offset_text(before), offset_text(after));
             // The civil times in the skipped or repeated interval at which the job is due.
-            let (start, end) = if after > before { (from, to) } else { (to, from) };
+            let (start, end) = if after > before {
+                (from, to)
+            } else {
+                (to, from)
+            };
             let mut due = Vec::new();
             let mut cursor = start;
             while let Some(m) = spec.next_civil(cursor).filter(|m| *m < end) {
@@ -360,16 +414,33 @@ fn dst_notes(schedule: &Schedule, spec: &CronSpec, now: Timestamp) -> Vec<String
                 }
             }
             if after > before {
-                let head = format!("{day}: clocks jump from {} to {} {offsets}", clock(from), clock(to));
+                let head = format!(
+                    "{day}: clocks jump from {} to {} {offsets}",
+                    clock(from),
+                    clock(to)
+                );
                 if due.is_empty() {
                     format!("{head}; no run falls in the skipped time")
                 } else if schedule.runs_after_gap() {
-                    format!("{head}; {} once, at {}", runs_subject(&due, "happens", "happen"), clock(to))
+                    format!(
+                        "{head}; {} once, at {}",
+                        runs_subject(&due, "happens", "happen"),
+                        clock(to)
+                    )
                 } else {
-                    format!("{head}; {} skipped that day", runs_subject(&due, "is", "are"))
+                    format!(
+                        "{head}; {} skipped that day",
+                        runs_subject(&due, "is", "are")
+                    )
                 }
             } else {
-                let head = format!("{day}: clocks go back from {} to {} {offsets}, so {} to {} happens twice", clock(from), clock(to), clock(to), clock(from));
+                let head = format!(
+                    "{day}: clocks go back from {} to {} {offsets}, so {} to {} happens twice",
+                    clock(from),
+                    clock(to),
+                    clock(to),
+                    clock(from)
+                );
                 if due.is_empty() {
                     format!("{head}; no run falls in the repeated time")
                 } else {

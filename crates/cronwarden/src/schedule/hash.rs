@@ -26,7 +26,11 @@ mod tests {
     #[test]
     fn values_are_stable_across_releases() {
         // Pinned: if these change, every job using H would move. Do not update them casually.
-        let pinned = [hashed("a", 1, 60), hashed("b", 1, 60), hashed("nightly-report", 2, 24)];
+        let pinned = [
+            hashed("a", 1, 60),
+            hashed("b", 1, 60),
+            hashed("nightly-report", 2, 24),
+        ];
         assert_eq!(pinned, PINNED);
     }
 

@@ -171,7 +171,10 @@ impl ScheduleOptions {
         let parsed = parse::parse(expression, self.hash_key.as_deref())?;
         let kind = match parsed {
             Parsed::Cron(spec) => Kind::Cron(Box::new(spec)),
-            Parsed::Every(period) => Kind::Every { period, origin: floor_second(self.origin) },
+            Parsed::Every(period) => Kind::Every {
+                period,
+                origin: floor_second(self.origin),
+            },
         };
         let wildcard = matches!(&kind, Kind::Cron(spec) if spec.wildcard);
         let fold = match self.dst_policy.fold {
@@ -184,7 +187,11 @@ impl ScheduleOptions {
             GapPolicy::RunAfterGap => true,
             GapPolicy::Skip => false,
         };
-        let fixed_offset = self.time_zone.to_fixed_offset().ok().map(|o| i64::from(o.seconds()));
+        let fixed_offset = self
+            .time_zone
+            .to_fixed_offset()
+            .ok()
+            .map(|o| i64::from(o.seconds()));
         Ok(Schedule {
             expression: expression.into(),
             kind,
@@ -239,9 +246,14 @@ pub struct Schedule {
 enum Resolved {
     Unique(i64),
     /// The time was skipped; the gap ends (the clocks jumped) at this instant.
-    Gap { end: i64 },
+    Gap {
+        end: i64,
+    },
     /// The time happened twice, at these two instants.
-    Fold { first: i64, second: i64 },
+    Fold {
+        first: i64,
+        second: i64,
+    },
 }
 
 /// The whole seconds of `t`, rounded down (so that negative instants round toward the past).
@@ -306,7 +318,11 @@ impl Schedule {
         let t = floor_second(after);
         match &self.kind {
             Kind::Every { period, origin } => {
-                let k = if t < *origin { 0 } else { (t - origin) / period + 1 };
+                let k = if t < *origin {
+                    0
+                } else {
+                    (t - origin) / period + 1
+                };
                 timestamp(origin.checked_add(k.checked_mul(*period)?)?)
             }
             Kind::Cron(spec) => timestamp(self.next_cron(spec, t)?),
@@ -334,13 +350,24 @@ impl Schedule {
 
     /// The fires strictly after `after`, in increasing order.
     pub fn fires_after(&self, after: Timestamp) -> Fires<'_> {
-        Fires { schedule: self, cursor: Some(after), end: None }
+        Fires {
+            schedule: self,
+            cursor: Some(after),
+            end: None,
+        }
     }
 
     /// The fires `f` with `window.start <= f < window.end`, in increasing order.
     pub fn fires_in(&self, window: Range<Timestamp>) -> Fires<'_> {
-        let cursor = window.start.checked_sub(jiff::SignedDuration::from_nanos(1)).ok();
-        Fires { schedule: self, cursor, end: Some(window.end) }
+        let cursor = window
+            .start
+            .checked_sub(jiff::SignedDuration::from_nanos(1))
+            .ok();
+        Fires {
+            schedule: self,
+            cursor,
+            end: Some(window.end),
+        }
     }
 
     /// A plain-English description of the schedule and how it behaves on the zone's next DST
@@ -388,7 +415,9 @@ impl Schedule {
                 // the first transition after it is the jump itself.
                 let inside = timestamp(local - i64::from(after.seconds()))?;
                 let jump = self.time_zone.following(inside).next()?;
-                Resolved::Gap { end: jump.timestamp().as_second() }
+                Resolved::Gap {
+                    end: jump.timestamp().as_second(),
+                }
             }
             AmbiguousOffset::Fold { before, after } => Resolved::Fold {
                 first: local - i64::from(before.seconds()),
@@ -446,7 +475,8 @@ impl Schedule {
     fn next_cron(&self, spec: &CronSpec, t: i64) -> Option<i64> {
         let (now, offset) = self.civil_at(t)?;
         let mut best = None;
-        if self.fixed_offset.is_none() && matches!(self.fold, FoldPolicy::Second | FoldPolicy::Both) {
+        if self.fixed_offset.is_none() && matches!(self.fold, FoldPolicy::Second | FoldPolicy::Both)
+        {
             best = self.second_pass_fire_before_wall_clock(spec, t, now, offset);
         }
         let mut from = now.succ();
@@ -490,7 +520,8 @@ impl Schedule {
         let t = t + 1;
         let (now, offset) = self.civil_at(t - 1)?;
         let mut best = None;
-        if self.fixed_offset.is_none() && matches!(self.fold, FoldPolicy::First | FoldPolicy::Both) {
+        if self.fixed_offset.is_none() && matches!(self.fold, FoldPolicy::First | FoldPolicy::Both)
+        {
             best = self.first_pass_fire_after_wall_clock(spec, t - 1, now, offset);
         }
         let mut upto = now;

@@ -24,18 +24,48 @@ struct FieldDef {
     names: &'static [&'static str],
 }
 
-const MONTH_NAMES: &[&str] =
-    &["", "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"];
+const MONTH_NAMES: &[&str] = &[
+    "", "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
+];
 const WEEKDAY_NAMES: &[&str] = &["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
 
-const SECOND: FieldDef = FieldDef { field: Field::Second, min: 0, max: 59, names: &[] };
-const MINUTE: FieldDef = FieldDef { field: Field::Minute, min: 0, max: 59, names: &[] };
-const HOUR: FieldDef = FieldDef { field: Field::Hour, min: 0, max: 23, names: &[] };
-const DAY_OF_MONTH: FieldDef = FieldDef { field: Field::DayOfMonth, min: 1, max: 31, names: &[] };
-const MONTH: FieldDef = FieldDef { field: Field::Month, min: 1, max: 12, names: MONTH_NAMES };
+const SECOND: FieldDef = FieldDef {
+    field: Field::Second,
+    min: 0,
+    max: 59,
+    names: &[],
+};
+const MINUTE: FieldDef = FieldDef {
+    field: Field::Minute,
+    min: 0,
+    max: 59,
+    names: &[],
+};
+const HOUR: FieldDef = FieldDef {
+    field: Field::Hour,
+    min: 0,
+    max: 23,
+    names: &[],
+};
+const DAY_OF_MONTH: FieldDef = FieldDef {
+    field: Field::DayOfMonth,
+    min: 1,
+    max: 31,
+    names: &[],
+};
+const MONTH: FieldDef = FieldDef {
+    field: Field::Month,
+    min: 1,
+    max: 12,
+    names: MONTH_NAMES,
+};
 // Day-of-week accepts 0-7 (both 0 and 7 are Sunday); 7 is folded into 0 after parsing.
-const DAY_OF_WEEK: FieldDef =
-    FieldDef { field: Field::DayOfWeek, min: 0, max: 7, names: WEEKDAY_NAMES };
+const DAY_OF_WEEK: FieldDef = FieldDef {
+    field: Field::DayOfWeek,
+    min: 0,
+    max: 7,
+    names: WEEKDAY_NAMES,
+};
 
 /// The largest `@every` period: about 100 years, far beyond any sensible interval, small enough
 /// that instant arithmetic cannot overflow.
@@ -87,7 +117,13 @@ fn words(text: &str, base: usize) -> Vec<(usize, &str)> {
 }
 
 impl<'a> Parser<'a> {
-    fn error(&self, at: usize, len: usize, field: Option<Field>, why: impl Into<String>) -> ParseError {
+    fn error(
+        &self,
+        at: usize,
+        len: usize,
+        field: Option<Field>,
+        why: impl Into<String>,
+    ) -> ParseError {
         ParseError::new(self.input, at..at + len, field, why)
     }
 
@@ -98,14 +134,22 @@ impl<'a> Parser<'a> {
         if body.is_empty() {
             return Err(self.error(0, self.input.len(), None, "the schedule is empty"));
         }
-        if body.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("cron:")) {
+        if body
+            .get(..5)
+            .is_some_and(|p| p.eq_ignore_ascii_case("cron:"))
+        {
             base += 5;
             let rest = &body[5..];
             let inner = rest.trim_start();
             base += rest.len() - inner.len();
             body = inner;
             if body.is_empty() {
-                return Err(self.error(base, 0, None, "`cron:` must be followed by a cron expression"));
+                return Err(self.error(
+                    base,
+                    0,
+                    None,
+                    "`cron:` must be followed by a cron expression",
+                ));
             }
         } else if let Some(expansion) = named_schedule(body) {
             return self.expansion(expansion, base, body.len());
@@ -129,9 +173,12 @@ impl<'a> Parser<'a> {
 
     /// Parses the cron expression a name or alias stands for, pointing errors at the name.
     fn expansion(&self, expansion: String, at: usize, len: usize) -> Result<Parsed, ParseError> {
-        Parser { input: &expansion, hash_key: self.hash_key }
-            .fields(&expansion, 0)
-            .map_err(|e| self.error(at, len, e.field(), e.reason().to_owned()))
+        Parser {
+            input: &expansion,
+            hash_key: self.hash_key,
+        }
+        .fields(&expansion, 0)
+        .map_err(|e| self.error(at, len, e.field(), e.reason().to_owned()))
     }
 
     fn at_form(&self, body: &str, base: usize) -> Result<Parsed, ParseError> {
@@ -203,10 +250,14 @@ impl<'a> Parser<'a> {
         let mut seen_unit = false;
         for c in text.chars() {
             if let Some(d) = c.to_digit(10) {
-                let n = number.unwrap_or(0).checked_mul(10).and_then(|n| n.checked_add(i64::from(d)));
-                number = Some(n.filter(|&n| n <= MAX_PERIOD_SECONDS).ok_or_else(|| {
-                    bad(format!("the period \"{text}\" is too long"))
-                })?);
+                let n = number
+                    .unwrap_or(0)
+                    .checked_mul(10)
+                    .and_then(|n| n.checked_add(i64::from(d)));
+                number = Some(
+                    n.filter(|&n| n <= MAX_PERIOD_SECONDS)
+                        .ok_or_else(|| bad(format!("the period \"{text}\" is too long")))?,
+                );
                 continue;
             }
             let unit = match c.to_ascii_lowercase() {
@@ -222,7 +273,9 @@ impl<'a> Parser<'a> {
                 }
             };
             let Some(n) = number.take() else {
-                return Err(bad(format!("\"{text}\" has a unit without a number before it")));
+                return Err(bad(format!(
+                    "\"{text}\" has a unit without a number before it"
+                )));
             };
             total = n
                 .checked_mul(unit)
@@ -267,10 +320,17 @@ impl<'a> Parser<'a> {
         }
         let has_seconds = parts.len() == 6;
         if !has_seconds {
-            values.insert(0, FieldValues { bits: 1, ..FieldValues::default() });
+            values.insert(
+                0,
+                FieldValues {
+                    bits: 1,
+                    ..FieldValues::default()
+                },
+            );
         }
-        let [second, minute, hour, dom, month, dow]: [FieldValues; 6] =
-            values.try_into().unwrap_or_else(|_| unreachable!("six fields were pushed"));
+        let [second, minute, hour, dom, month, dow]: [FieldValues; 6] = values
+            .try_into()
+            .unwrap_or_else(|_| unreachable!("six fields were pushed"));
 
         let wildcard = [&second, &minute, &hour]
             .iter()
@@ -288,7 +348,11 @@ impl<'a> Parser<'a> {
             days_of_week: dow_bits,
             nth_weekday: dow.nth_weekday,
             last_weekday: dow.last_weekday,
-            combine: if dom.star || dow.star { DayCombine::And } else { DayCombine::Or },
+            combine: if dom.star || dow.star {
+                DayCombine::And
+            } else {
+                DayCombine::Or
+            },
             wildcard,
         };
         if !spec.can_fire() {
@@ -306,8 +370,17 @@ impl<'a> Parser<'a> {
         Ok(Parsed::Cron(spec))
     }
 
-    fn field(&self, def: &FieldDef, text: &str, at: usize, salt: u8) -> Result<FieldValues, ParseError> {
-        let mut out = FieldValues { star: text.starts_with(['*', '?']), ..FieldValues::default() };
+    fn field(
+        &self,
+        def: &FieldDef,
+        text: &str,
+        at: usize,
+        salt: u8,
+    ) -> Result<FieldValues, ParseError> {
+        let mut out = FieldValues {
+            star: text.starts_with(['*', '?']),
+            ..FieldValues::default()
+        };
         let mut offset = 0;
         for item in text.split(',') {
             let item_at = at + offset;
@@ -390,14 +463,22 @@ impl<'a> Parser<'a> {
                 let inner = range
                     .strip_prefix("H(")
                     .and_then(|r| r.strip_suffix(')'))
-                    .ok_or_else(|| whole(format!("\"{item}\" is not a hashed range; write it as H(0-29)")))?;
-                let (a, b) = inner
-                    .split_once('-')
-                    .ok_or_else(|| whole(format!("\"{item}\" is not a hashed range; write it as H(0-29)")))?;
+                    .ok_or_else(|| {
+                        whole(format!(
+                            "\"{item}\" is not a hashed range; write it as H(0-29)"
+                        ))
+                    })?;
+                let (a, b) = inner.split_once('-').ok_or_else(|| {
+                    whole(format!(
+                        "\"{item}\" is not a hashed range; write it as H(0-29)"
+                    ))
+                })?;
                 let a = self.value(def, a, at + 2, item)?;
                 let b = self.value(def, b, at + 2 + a_len(inner), item)?;
                 if a > b {
-                    return Err(whole(format!("the range in \"{item}\" is backwards: write the smaller value first")));
+                    return Err(whole(format!(
+                        "the range in \"{item}\" is backwards: write the smaller value first"
+                    )));
                 }
                 (a, b)
             };
@@ -448,12 +529,19 @@ impl<'a> Parser<'a> {
                     at,
                     text.len(),
                     Some(field),
-                    format!("the {field} field allows {}-{}, got {text}", def.min, def.max),
+                    format!(
+                        "the {field} field allows {}-{}, got {text}",
+                        def.min, def.max
+                    ),
                 ));
             }
             return Ok(n);
         }
-        if let Some(i) = def.names.iter().position(|n| !n.is_empty() && n.eq_ignore_ascii_case(text)) {
+        if let Some(i) = def
+            .names
+            .iter()
+            .position(|n| !n.is_empty() && n.eq_ignore_ascii_case(text))
+        {
             return Ok(i as u32);
         }
         let expected = match field {
@@ -463,7 +551,11 @@ impl<'a> Parser<'a> {
             _ => "a number",
         };
         let shown = if text.is_empty() { item } else { text };
-        let (at, len) = if text.is_empty() { (at, 0) } else { (at, text.len()) };
+        let (at, len) = if text.is_empty() {
+            (at, 0)
+        } else {
+            (at, text.len())
+        };
         Err(self.error(
             at,
             len,
@@ -489,14 +581,31 @@ impl<'a> Parser<'a> {
         } else if upper == "LW" {
             out.last_weekday_of_month = true;
         } else if let Some(n) = upper.strip_prefix("L-") {
-            let n = parse_number(n).filter(|n| (1..=30).contains(n)).ok_or_else(|| {
-                self.error(at, item.len(), field, format!("\"{item}\": L-n needs n from 1 to 30"))
-            })?;
+            let n = parse_number(n)
+                .filter(|n| (1..=30).contains(n))
+                .ok_or_else(|| {
+                    self.error(
+                        at,
+                        item.len(),
+                        field,
+                        format!("\"{item}\": L-n needs n from 1 to 30"),
+                    )
+                })?;
             out.last_day_offsets |= 1 << n;
-        } else if let Some(d) = upper.strip_suffix('W').filter(|d| !d.is_empty() && !d.contains(['/', '-', '*'])) {
-            let d = parse_number(d).filter(|d| (1..=31).contains(d)).ok_or_else(|| {
-                self.error(at, item.len(), field, format!("\"{item}\": nW needs a day n from 1 to 31"))
-            })?;
+        } else if let Some(d) = upper
+            .strip_suffix('W')
+            .filter(|d| !d.is_empty() && !d.contains(['/', '-', '*']))
+        {
+            let d = parse_number(d)
+                .filter(|d| (1..=31).contains(d))
+                .ok_or_else(|| {
+                    self.error(
+                        at,
+                        item.len(),
+                        field,
+                        format!("\"{item}\": nW needs a day n from 1 to 31"),
+                    )
+                })?;
             out.nearest_weekdays |= 1 << d;
         } else if upper.contains(['L', 'W']) && !upper.starts_with('H') {
             return Err(self.error(
@@ -524,9 +633,16 @@ impl<'a> Parser<'a> {
         if let Some((w, n)) = upper.split_once('#') {
             let weekday = self.value(def, w, at, item)? % 7;
             let n_at = at + w.len() + 1;
-            let n = parse_number(n).filter(|n| (1..=5).contains(n)).ok_or_else(|| {
-                self.error(n_at, item.len() - w.len() - 1, field, format!("\"{item}\": the n in weekday#n must be 1-5"))
-            })?;
+            let n = parse_number(n)
+                .filter(|n| (1..=5).contains(n))
+                .ok_or_else(|| {
+                    self.error(
+                        n_at,
+                        item.len() - w.len() - 1,
+                        field,
+                        format!("\"{item}\": the n in weekday#n must be 1-5"),
+                    )
+                })?;
             out.nth_weekday[weekday as usize] |= 1 << n;
             return Ok(true);
         }
@@ -538,7 +654,10 @@ impl<'a> Parser<'a> {
                 "in the day-of-week field L needs a weekday before it, e.g. 5L or FRIL for the last Friday",
             ));
         }
-        if let Some(w) = upper.strip_suffix('L').filter(|w| !w.contains(['/', '-', '*'])) {
+        if let Some(w) = upper
+            .strip_suffix('L')
+            .filter(|w| !w.contains(['/', '-', '*']))
+        {
             let weekday = self.value(def, w, at, item)? % 7;
             out.last_weekday |= 1 << weekday;
             return Ok(true);
