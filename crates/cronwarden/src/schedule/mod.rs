@@ -170,7 +170,7 @@ impl ScheduleOptions {
     pub fn parse(self, expression: &str) -> Result<Schedule, ParseError> {
         let parsed = parse::parse(expression, self.hash_key.as_deref())?;
         let kind = match parsed {
-            Parsed::Cron(spec) => Kind::Cron(Box::new(spec)),
+            Parsed::Cron(spec) => Kind::Cron(spec),
             Parsed::Every(period) => Kind::Every {
                 period,
                 origin: floor_second(self.origin),
@@ -206,7 +206,7 @@ impl ScheduleOptions {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Kind {
-    Cron(Box<CronSpec>),
+    Cron(CronSpec),
     Every { period: i64, origin: i64 },
 }
 
@@ -313,7 +313,11 @@ impl Schedule {
         }
     }
 
-    /// The first fire strictly after `after`, or `None` past the year 9998.
+    /// The first fire strictly after `after`.
+    ///
+    /// `None` when the schedule never fires again: past the year 9998, or when every remaining
+    /// time it names is skipped by a DST gap that the policy skips (a wildcard job at 00:xx on
+    /// the first Sunday of September in America/Santiago, where midnight does not exist).
     pub fn next_after(&self, after: Timestamp) -> Option<Timestamp> {
         let t = floor_second(after);
         match &self.kind {

@@ -96,24 +96,77 @@ pub(crate) fn parse(input: &str, hash_key: Option<&str>) -> Result<Parsed, Parse
     Parser { input, hash_key }.expression()
 }
 
-/// Splits `text` (which starts at byte `base` of the input) on ASCII whitespace, keeping offsets.
-fn words(text: &str, base: usize) -> Vec<(usize, &str)> {
-    let mut out = Vec::with_capacity(6);
-    let mut start = None;
-    for (i, c) in text.char_indices() {
-        match (c.is_ascii_whitespace(), start) {
-            (true, Some(s)) => {
-                out.push((base + s, &text[s..i]));
-                start = None;
+/// Up to this many whitespace-separated words are kept; more is an error anyway.
+const MAX_WORDS: usize = 8;
+
+/// The words of an expression with their byte offsets, kept on the stack: parsing a typical
+/// expression allocates nothing but the schedule's copy of its text.
+struct Words<'a> {
+    words: [(usize, &'a str); MAX_WORDS],
+    /// How many words there are in all (possibly more than `MAX_WORDS`).
+    count: usize,
+}
+
+impl<'a> Words<'a> {
+    /// Splits `text` (which starts at byte `base` of the input) on ASCII whitespace.
+    fn split(text: &'a str, base: usize) -> Words<'a> {
+        let mut words = Words {
+            words: [(0, ""); MAX_WORDS],
+            count: 0,
+        };
+        let mut push = |at: usize, word: &'a str| {
+            if words.count < MAX_WORDS {
+                words.words[words.count] = (base + at, word);
             }
-            (false, None) => start = Some(i),
-            _ => {}
+            words.count += 1;
+        };
+        let mut start = None;
+        for (i, b) in text.bytes().enumerate() {
+            match (b.is_ascii_whitespace(), start) {
+                (true, Some(s)) => {
+                    push(s, &text[s..i]);
+                    start = None;
+                }
+                (false, None) => start = Some(i),
+                _ => {}
+            }
+        }
+        if let Some(s) = start {
+            push(s, &text[s..]);
+        }
+        words
+    }
+
+    fn as_slice(&self) -> &[(usize, &'a str)] {
+        &self.words[..self.count.min(MAX_WORDS)]
+    }
+}
+
+/// An ASCII-uppercased copy of a list item, on the stack when it is short (as items are).
+enum Upper {
+    Inline([u8; 32], usize),
+    Heap(String),
+}
+
+impl Upper {
+    fn of(item: &str) -> Upper {
+        if item.len() <= 32 {
+            let mut buf = [0u8; 32];
+            buf[..item.len()].copy_from_slice(item.as_bytes());
+            buf[..item.len()].make_ascii_uppercase();
+            Upper::Inline(buf, item.len())
+        } else {
+            Upper::Heap(item.to_ascii_uppercase())
         }
     }
-    if let Some(s) = start {
-        out.push((base + s, &text[s..]));
+
+    fn as_str(&self) -> &str {
+        match self {
+            // Uppercasing ASCII bytes of valid UTF-8 leaves it valid UTF-8.
+            Upper::Inline(buf, len) => std::str::from_utf8(&buf[..*len]).unwrap_or_default(),
+            Upper::Heap(s) => s,
+        }
     }
-    out
 }
 
 impl<'a> Parser<'a> {
@@ -182,7 +235,8 @@ impl<'a> Parser<'a> {
     }
 
     fn at_form(&self, body: &str, base: usize) -> Result<Parsed, ParseError> {
-        let parts = words(body, base);
+        let words = Words::split(body, base);
+        let parts = words.as_slice();
         let (at, name) = parts[0];
         let lower = name.to_ascii_lowercase();
         let alias = match lower.as_str() {
@@ -296,8 +350,9 @@ impl<'a> Parser<'a> {
     }
 
     fn fields(&self, body: &str, base: usize) -> Result<Parsed, ParseError> {
-        let parts = words(body, base);
-        let defs: &[&FieldDef] = match parts.len() {
+        let words = Words::split(body, base);
+        let parts = words.as_slice();
+        let defs: &[&FieldDef] = match words.count {
             5 => &[&MINUTE, &HOUR, &DAY_OF_MONTH, &MONTH, &DAY_OF_WEEK],
             6 => &[&SECOND, &MINUTE, &HOUR, &DAY_OF_MONTH, &MONTH, &DAY_OF_WEEK],
             n => {
@@ -312,25 +367,17 @@ impl<'a> Parser<'a> {
                 ))
             }
         };
-        let mut values = Vec::with_capacity(6);
-        for (def, &(at, text)) in defs.iter().zip(&parts) {
+        let has_seconds = parts.len() == 6;
+        // Without a seconds field, jobs fire at second 0.
+        let mut values: [FieldValues; 6] = Default::default();
+        values[0].bits = 1;
+        let first = 6 - parts.len();
+        for (i, (def, &(at, text))) in defs.iter().zip(parts).enumerate() {
             // Each field hashes differently, but the same field hashes alike in 5- and
             // 6-field forms, so adding a seconds field does not move the minute.
-            values.push(self.field(def, text, at, def.field as u8)?);
+            values[first + i] = self.field(def, text, at, def.field as u8)?;
         }
-        let has_seconds = parts.len() == 6;
-        if !has_seconds {
-            values.insert(
-                0,
-                FieldValues {
-                    bits: 1,
-                    ..FieldValues::default()
-                },
-            );
-        }
-        let [second, minute, hour, dom, month, dow]: [FieldValues; 6] = values
-            .try_into()
-            .unwrap_or_else(|_| unreachable!("six fields were pushed"));
+        let [second, minute, hour, dom, month, dow] = values;
 
         let wildcard = [&second, &minute, &hour]
             .iter()
@@ -407,19 +454,20 @@ impl<'a> Parser<'a> {
         out: &mut FieldValues,
     ) -> Result<(), ParseError> {
         let field = def.field;
-        let upper = item.to_ascii_uppercase();
+        let upper = Upper::of(item);
+        let upper = upper.as_str();
         let whole = |why: String| self.error(at, item.len(), Some(field), why);
 
-        if field == Field::DayOfMonth && self.day_of_month_rule(&upper, item, at, out)? {
+        if field == Field::DayOfMonth && self.day_of_month_rule(upper, item, at, out)? {
             return Ok(());
         }
-        if field == Field::DayOfWeek && self.day_of_week_rule(def, &upper, item, at, out)? {
+        if field == Field::DayOfWeek && self.day_of_week_rule(def, upper, item, at, out)? {
             return Ok(());
         }
 
         let (range, step) = match upper.split_once('/') {
             Some((range, step)) => (range, Some((step, at + range.len() + 1))),
-            None => (upper.as_str(), None),
+            None => (upper, None),
         };
         let step = match step {
             None => None,
