@@ -242,6 +242,16 @@ pub struct Schedule {
     fixed_offset: Option<i64>,
 }
 
+/// The offset in force at an instant, and the zone's next change after it.
+struct OffsetWindow {
+    /// The offset (seconds east of UTC) at the instant.
+    offset: i64,
+    /// When it next changes (`i64::MAX`: never).
+    until: i64,
+    /// The offset from then on.
+    next_offset: i64,
+}
+
 /// A civil time as the time zone resolves it.
 enum Resolved {
     Unique(i64),
@@ -469,6 +479,46 @@ impl Schedule {
         }
     }
 
+    /// [`Self::next_cron`] for the first-pass-only policy: with no second pass to come back
+    /// to, each match is resolved on its own, which takes two lookups in all.
+    fn next_cron_first_pass_only(&self, spec: &CronSpec, t: i64) -> Option<i64> {
+        let (now, _) = self.civil_at(t)?;
+        let mut from = now.succ();
+        loop {
+            let m = spec.next_civil(from)?;
+            if let Some(i) = self.fire_of_match_after(m, t) {
+                return Some(i);
+            }
+            from = m.succ();
+        }
+    }
+
+    /// The zone's offset at `t` and its next change, from two lookups; every civil time until
+    /// that change then converts to an instant by plain arithmetic.
+    fn window_at(&self, t: i64) -> Option<OffsetWindow> {
+        if let Some(offset) = self.fixed_offset {
+            return Some(OffsetWindow {
+                offset,
+                until: i64::MAX,
+                next_offset: offset,
+            });
+        }
+        let at = timestamp(t)?;
+        let offset = i64::from(self.time_zone.to_offset(at).seconds());
+        Some(match self.time_zone.following(at).next() {
+            Some(next) => OffsetWindow {
+                offset,
+                until: next.timestamp().as_second(),
+                next_offset: i64::from(next.offset().seconds()),
+            },
+            None => OffsetWindow {
+                offset,
+                until: i64::MAX,
+                next_offset: offset,
+            },
+        })
+    }
+
     /// The first fire strictly after the instant `t` (seconds).
     ///
     /// Civil matches are visited in civil order. The earliest instant a match can fire at never
@@ -477,45 +527,51 @@ impl Schedule {
     /// exception handled first: when `t` lies in the first pass of a fold, times earlier on the
     /// wall clock than `t` still come round again in the second pass.
     fn next_cron(&self, spec: &CronSpec, t: i64) -> Option<i64> {
-        let (now, offset) = self.civil_at(t)?;
-        let mut best = None;
-        if self.fixed_offset.is_none() && matches!(self.fold, FoldPolicy::Second | FoldPolicy::Both)
-        {
-            best = self.second_pass_fire_before_wall_clock(spec, t, now, offset);
+        if self.fold == FoldPolicy::First {
+            return self.next_cron_first_pass_only(spec, t);
         }
-        let mut from = now.succ();
+        // Policies that take the second pass: the offset at `t` and the zone's next change
+        // decide every match before that change (in a second pass, the offset at `t` is the
+        // second pass's), so most calls need two lookups and no per-match resolution.
+        let w = self.window_at(t)?;
+        let now_local = t + w.offset;
+        // Wall-clock times from here on are not ambiguous until the next change: before it if
+        // the change is a gap, before the repeated interval starts if it is a fold.
+        let plain_until = if w.next_offset < w.offset {
+            w.until + w.next_offset
+        } else {
+            w.until.saturating_add(w.offset)
+        };
+
+        let mut best = None;
+        let in_first_pass = w.next_offset < w.offset && now_local >= w.until + w.next_offset;
+        if in_first_pass && matches!(self.fold, FoldPolicy::Second | FoldPolicy::Both) {
+            // Matches from the fold's start up to now come round again in the second pass.
+            let fold_start = Civil::from_local_seconds(w.until + w.next_offset);
+            let now = Civil::from_local_seconds(now_local);
+            best = spec
+                .next_civil(fold_start)
+                .filter(|m| *m <= now)
+                .map(|m| m.to_local_seconds() - w.next_offset);
+        }
+        let mut from = Civil::from_local_seconds(now_local + 1);
         loop {
             let m = spec.next_civil(from)?;
-            if let Some(i) = self.fire_of_match_after(m, t) {
+            let local = m.to_local_seconds();
+            let fire = if local < plain_until {
+                Some(local - w.offset)
+            } else {
+                self.fire_of_match_after(m, t)
+            };
+            if let Some(i) = fire {
                 return Some(best.map_or(i, |b: i64| b.min(i)));
             }
             if let Some(b) = best {
                 // A later match cannot fire before this fold's second pass ends.
                 return Some(b);
             }
-            from = m.succ();
+            from = Civil::from_local_seconds(local + 1);
         }
-    }
-
-    /// When `t` (civil `now`, offset `offset`) lies in the first pass of a fold: the second-pass
-    /// instant of the earliest match from the fold's start up to `now`.
-    fn second_pass_fire_before_wall_clock(
-        &self,
-        spec: &CronSpec,
-        t: i64,
-        now: Civil,
-        offset: i64,
-    ) -> Option<i64> {
-        let next = self.time_zone.following(timestamp(t)?).next()?;
-        let after = i64::from(next.offset().seconds());
-        let jump = next.timestamp().as_second();
-        // A fold: clocks go back, and the wall clock at `t` recurs after the transition.
-        if after >= offset || now.to_local_seconds() < jump + after {
-            return None;
-        }
-        let fold_start = Civil::from_local_seconds(jump + after);
-        let m = spec.next_civil(fold_start)?;
-        (m <= now).then(|| m.to_local_seconds() - after)
     }
 
     /// The last fire strictly before the instant `t` (seconds); the mirror of [`Self::next_cron`].
