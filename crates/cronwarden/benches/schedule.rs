@@ -80,7 +80,8 @@ const START_INSTANTS: &[&str] = &[
 ];
 
 /// The iterate-100 cases: (expression, zone), from the first start instant.
-const ITERATE_CASES: &[(&str, &str)] = &[("*/5 * * * *", "UTC"), ("0 9 * * MON-FRI", "Europe/Berlin")];
+const ITERATE_CASES: &[(&str, &str)] =
+    &[("*/5 * * * *", "UTC"), ("0 9 * * MON-FRI", "Europe/Berlin")];
 
 /// The `cron` crate's form of a 5-field expression: a seconds field of `0` in front.
 fn cron_crate_expr(expr: &str) -> String {
@@ -95,7 +96,8 @@ fn ours(expr: &str, zone: &str) -> Schedule {
 }
 
 fn croner_parse(expr: &str) -> croner::Cron {
-    croner::Cron::from_str(expr).unwrap_or_else(|e| panic!("croner failed to parse {expr:?}: {e:?}"))
+    croner::Cron::from_str(expr)
+        .unwrap_or_else(|e| panic!("croner failed to parse {expr:?}: {e:?}"))
 }
 
 fn cron_parse(expr: &str) -> cron::Schedule {
@@ -104,13 +106,20 @@ fn cron_parse(expr: &str) -> cron::Schedule {
 }
 
 fn starts_jiff() -> Vec<Timestamp> {
-    START_INSTANTS.iter().map(|s| s.parse().expect("instant")).collect()
+    START_INSTANTS
+        .iter()
+        .map(|s| s.parse().expect("instant"))
+        .collect()
 }
 
 fn starts_chrono<Z: chrono::TimeZone>(zone: &Z) -> Vec<DateTime<Z>> {
     starts_jiff()
         .iter()
-        .map(|t| zone.timestamp_opt(t.as_second(), 0).single().expect("instant"))
+        .map(|t| {
+            zone.timestamp_opt(t.as_second(), 0)
+                .single()
+                .expect("instant")
+        })
         .collect()
 }
 
@@ -166,19 +175,31 @@ fn check_agreement() {
         }
     }
     for &(expr, zone) in ITERATE_CASES {
-        let o: Vec<i64> = ours(expr, zone).fires_after(starts[0]).take(100).map(|t| t.as_second()).collect();
+        let o: Vec<i64> = ours(expr, zone)
+            .fires_after(starts[0])
+            .take(100)
+            .map(|t| t.as_second())
+            .collect();
         let croner = croner_parse(expr);
         let cron = cron_parse(expr);
         let (a, b): (Vec<i64>, Vec<i64>) = if zone == "UTC" {
             let dt = starts_chrono(&Utc).swap_remove(0);
             (
-                croner.iter_after(dt.clone()).take(100).map(|d| d.timestamp()).collect(),
+                croner
+                    .iter_after(dt.clone())
+                    .take(100)
+                    .map(|d| d.timestamp())
+                    .collect(),
                 cron.after(&dt).take(100).map(|d| d.timestamp()).collect(),
             )
         } else {
             let dt = starts_chrono(&chrono_tz(zone)).swap_remove(0);
             (
-                croner.iter_after(dt.clone()).take(100).map(|d| d.timestamp()).collect(),
+                croner
+                    .iter_after(dt.clone())
+                    .take(100)
+                    .map(|d| d.timestamp())
+                    .collect(),
                 cron.after(&dt).take(100).map(|d| d.timestamp()).collect(),
             )
         };
@@ -200,7 +221,15 @@ fn first_fires_chrono<Z: chrono::TimeZone>(
     cron: Option<&cron::Schedule>,
     dts: &[DateTime<Z>],
 ) -> (Vec<Option<i64>>, Vec<Option<i64>>) {
-    let a = dts.iter().map(|d| croner.find_next_occurrence(d, false).ok().map(|d| d.timestamp())).collect();
+    let a = dts
+        .iter()
+        .map(|d| {
+            croner
+                .find_next_occurrence(d, false)
+                .ok()
+                .map(|d| d.timestamp())
+        })
+        .collect();
     let b = dts
         .iter()
         .map(|d| cron.and_then(|c| c.after(d).next()).map(|d| d.timestamp()))
@@ -211,12 +240,18 @@ fn first_fires_chrono<Z: chrono::TimeZone>(
 fn bench_parse(c: &mut Criterion) {
     for &(expr, cron_ok) in EXPRESSIONS {
         let mut g = c.benchmark_group(format!("parse/{expr}"));
-        g.bench_function("cronwarden", |b| b.iter(|| Schedule::parse(black_box(expr))));
-        g.bench_function("croner", |b| b.iter(|| croner::Cron::from_str(black_box(expr))));
+        g.bench_function("cronwarden", |b| {
+            b.iter(|| Schedule::parse(black_box(expr)))
+        });
+        g.bench_function("croner", |b| {
+            b.iter(|| croner::Cron::from_str(black_box(expr)))
+        });
         if cron_ok {
             // Seconds field prepended outside the timed loop (see the module docs).
             let e = cron_crate_expr(expr);
-            g.bench_function("cron", |b| b.iter(|| cron::Schedule::from_str(black_box(&e))));
+            g.bench_function("cron", |b| {
+                b.iter(|| cron::Schedule::from_str(black_box(&e)))
+            });
         }
         g.finish();
     }

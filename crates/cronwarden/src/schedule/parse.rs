@@ -454,19 +454,37 @@ impl<'a> Parser<'a> {
         out: &mut FieldValues,
     ) -> Result<(), ParseError> {
         let field = def.field;
-        let upper = Upper::of(item);
-        let upper = upper.as_str();
+        // The common items first: a plain number or a lone star.
+        if let Some(n) = parse_number(item).filter(|n| (def.min..=def.max).contains(n)) {
+            out.bits |= 1 << n;
+            return Ok(());
+        }
+        if item == "*" {
+            out.bits |= ((1u64 << (def.max + 1)) - 1) & !((1u64 << def.min) - 1);
+            return Ok(());
+        }
+        // Only names and the letter rules (L, W, H) need case folding.
+        let has_letters = item.bytes().any(|b| b.is_ascii_alphabetic());
+        let folded;
+        let upper = if has_letters {
+            folded = Upper::of(item);
+            folded.as_str()
+        } else {
+            item
+        };
         let whole = |why: String| self.error(at, item.len(), Some(field), why);
 
-        if field == Field::DayOfMonth && self.day_of_month_rule(upper, item, at, out)? {
-            return Ok(());
-        }
-        if field == Field::DayOfWeek && self.day_of_week_rule(def, upper, item, at, out)? {
-            return Ok(());
+        if has_letters || item.as_bytes().contains(&b'#') {
+            if field == Field::DayOfMonth && self.day_of_month_rule(upper, item, at, out)? {
+                return Ok(());
+            }
+            if field == Field::DayOfWeek && self.day_of_week_rule(def, upper, item, at, out)? {
+                return Ok(());
+            }
         }
 
-        let (range, step) = match upper.split_once('/') {
-            Some((range, step)) => (range, Some((step, at + range.len() + 1))),
+        let (range, step) = match upper.as_bytes().iter().position(|&b| b == b'/') {
+            Some(slash) => (&upper[..slash], Some((&upper[slash + 1..], at + slash + 1))),
             None => (upper, None),
         };
         let step = match step {
@@ -728,6 +746,15 @@ fn parse_number(text: &str) -> Option<u32> {
 
 /// The cron expression that a named schedule such as `every_5_minutes` stands for.
 fn named_schedule(name: &str) -> Option<String> {
+    // Cron expressions (which start with a digit, `*`, `?`, `H` or a list) skip the lookup.
+    if !name
+        .as_bytes()
+        .first()
+        .is_some_and(|b| b.is_ascii_alphabetic())
+        || name.len() > 32
+    {
+        return None;
+    }
     let lower = name.to_ascii_lowercase();
     let fixed = match lower.as_str() {
         "every_minute" => "* * * * *",
