@@ -186,7 +186,7 @@ fn check_agreement() {
             let dt = starts_chrono(&Utc).swap_remove(0);
             (
                 croner
-                    .iter_after(dt.clone())
+                    .iter_after(dt)
                     .take(100)
                     .map(|d| d.timestamp())
                     .collect(),
@@ -196,7 +196,7 @@ fn check_agreement() {
             let dt = starts_chrono(&chrono_tz(zone)).swap_remove(0);
             (
                 croner
-                    .iter_after(dt.clone())
+                    .iter_after(dt)
                     .take(100)
                     .map(|d| d.timestamp())
                     .collect(),
