@@ -134,3 +134,17 @@ fn dst_notes_follow_the_policy() {
         ["Asia/Kolkata has no clock changes in the next two years."]
     );
 }
+
+#[test]
+fn a_zone_without_changes_in_the_horizon_is_said_so_promptly() {
+    // Berlin had no DST from 1950 to 1979: the next changes lie beyond the two-year horizon.
+    let schedule = ScheduleOptions::new()
+        .time_zone(TimeZone::get("Europe/Berlin").unwrap())
+        .parse("*/5 * * * *")
+        .unwrap();
+    let e = schedule.explain(Timestamp::UNIX_EPOCH);
+    assert_eq!(
+        e.dst_notes,
+        ["Europe/Berlin has no clock changes in the next two years."]
+    );
+}

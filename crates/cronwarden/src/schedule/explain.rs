@@ -372,9 +372,10 @@ fn dst_notes(schedule: &Schedule, spec: &CronSpec, now: Timestamp) -> Vec<String
         return vec![format!("{} has no daylight-saving changes.", zone_name(tz))];
     }
     let horizon = now.as_second() + 2 * 366 * 86_400;
+    // `following` runs to the year 9999: stop at the horizon, not after scanning all of it.
     let transitions: Vec<_> = tz
         .following(now)
-        .filter(|t| t.timestamp().as_second() < horizon)
+        .take_while(|t| t.timestamp().as_second() < horizon)
         .take(2)
         .collect();
     if transitions.is_empty() {
