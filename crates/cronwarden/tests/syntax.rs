@@ -590,3 +590,39 @@ fn previous_fires_mirror_next_fires_through_dst() {
         }
     }
 }
+
+#[test]
+fn a_schedule_whose_times_all_fall_in_gaps_stops_firing() {
+    // Santiago skips 00:00-01:00 on the first Sunday of September (rules since 2019); a wildcard
+    // job at 00:xx on the 6th of September when it is a Sunday (`*/7` is Sunday, 0 and 7, and
+    // starts with `*`, so both day fields must match) only ever names skipped times.
+    let santiago = TimeZone::get("America/Santiago").unwrap();
+    let schedule = ScheduleOptions::new()
+        .time_zone(santiago.clone())
+        .parse("* */5 0 6 9 */7")
+        .unwrap();
+    assert!(schedule.is_wildcard());
+    assert_eq!(schedule.next_after(ts("2026-01-01T00:00:00Z")), None);
+    // Under the older rules it did fire, and the search back finds the last time it did.
+    let last = schedule.prev_before(ts("2026-01-01T00:00:00Z")).unwrap();
+    assert_eq!(
+        last.to_zoned(santiago).strftime("%F %T%:z").to_string(),
+        "2015-09-06 00:55:59-03:00"
+    );
+    // With the gap policy `run_after`, the skipped times run once when the clocks jump.
+    let run_after = ScheduleOptions::new()
+        .time_zone(TimeZone::get("America/Santiago").unwrap())
+        .dst_policy(DstPolicy {
+            gap: GapPolicy::RunAfterGap,
+            fold: FoldPolicy::Cron,
+        })
+        .parse("* */5 0 6 9 */7")
+        .unwrap();
+    let fire = run_after.next_after(ts("2026-01-01T00:00:00Z")).unwrap();
+    assert_eq!(
+        fire.to_zoned(TimeZone::get("America/Santiago").unwrap())
+            .strftime("%F %T%:z")
+            .to_string(),
+        "2026-09-06 01:00:00-03:00"
+    );
+}

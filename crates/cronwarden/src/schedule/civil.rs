@@ -64,6 +64,7 @@ impl Civil {
     }
 
     /// The civil second before this one.
+    #[cfg(test)]
     pub fn pred(self) -> Civil {
         Civil::from_local_seconds(self.to_local_seconds() - 1)
     }

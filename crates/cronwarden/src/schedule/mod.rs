@@ -255,9 +255,12 @@ struct OffsetWindow {
 /// A civil time as the time zone resolves it.
 enum Resolved {
     Unique(i64),
-    /// The time was skipped; the gap ends (the clocks jumped) at this instant.
+    /// The time was skipped: the clocks jumped at instant `end`, from the wall-clock time
+    /// `start_local` to `end_local` (local seconds).
     Gap {
         end: i64,
+        start_local: i64,
+        end_local: i64,
     },
     /// The time happened twice, at these two instants.
     Fold {
@@ -424,13 +427,20 @@ impl Schedule {
             AmbiguousOffset::Unambiguous { offset } => {
                 Resolved::Unique(local - i64::from(offset.seconds()))
             }
-            AmbiguousOffset::Gap { after, .. } => {
+            AmbiguousOffset::Gap { before, after } => {
                 // `c` read with the later offset is an instant inside the gap, before the jump;
                 // the first transition after it is the jump itself.
                 let inside = timestamp(local - i64::from(after.seconds()))?;
-                let jump = self.time_zone.following(inside).next()?;
+                let end = self
+                    .time_zone
+                    .following(inside)
+                    .next()?
+                    .timestamp()
+                    .as_second();
                 Resolved::Gap {
-                    end: jump.timestamp().as_second(),
+                    end,
+                    start_local: end + i64::from(before.seconds()),
+                    end_local: end + i64::from(after.seconds()),
                 }
             }
             AmbiguousOffset::Fold { before, after } => Resolved::Fold {
@@ -441,41 +451,50 @@ impl Schedule {
         Some(resolved)
     }
 
-    /// The earliest instant at which the civil match `m` fires that is later than `t`.
-    fn fire_of_match_after(&self, m: Civil, t: i64) -> Option<i64> {
-        match self.resolve(m)? {
-            Resolved::Unique(i) => (i > t).then_some(i),
-            Resolved::Gap { end } => (self.run_after_gap && end > t).then_some(end),
+    /// The earliest instant at which the civil match `m` fires that is later than `t`, or, when
+    /// it does not, the civil time to search on from. A skipped gap is passed over whole: a
+    /// wildcard job whose times all fall in gaps would otherwise be resolved second by second.
+    fn fire_of_match_after(&self, m: Civil, t: i64) -> Result<i64, Civil> {
+        let next = || Civil::from_local_seconds(m.to_local_seconds() + 1);
+        match self.resolve(m).ok_or_else(next)? {
+            Resolved::Unique(i) if i > t => Ok(i),
+            Resolved::Gap { end, .. } if self.run_after_gap && end > t => Ok(end),
+            Resolved::Gap { end_local, .. } => Err(Civil::from_local_seconds(end_local)),
             Resolved::Fold { first, second } => {
                 let takes_first = matches!(self.fold, FoldPolicy::First | FoldPolicy::Both);
                 let takes_second = matches!(self.fold, FoldPolicy::Second | FoldPolicy::Both);
                 if takes_first && first > t {
-                    Some(first)
+                    Ok(first)
                 } else if takes_second && second > t {
-                    Some(second)
+                    Ok(second)
                 } else {
-                    None
+                    Err(next())
                 }
             }
+            Resolved::Unique(_) => Err(next()),
         }
     }
 
-    /// The latest instant at which the civil match `m` fires that is earlier than `t`.
-    fn fire_of_match_before(&self, m: Civil, t: i64) -> Option<i64> {
-        match self.resolve(m)? {
-            Resolved::Unique(i) => (i < t).then_some(i),
-            Resolved::Gap { end } => (self.run_after_gap && end < t).then_some(end),
+    /// The latest instant at which the civil match `m` fires that is earlier than `t`, or, when
+    /// it does not, the civil time to search back from.
+    fn fire_of_match_before(&self, m: Civil, t: i64) -> Result<i64, Civil> {
+        let prev = || Civil::from_local_seconds(m.to_local_seconds() - 1);
+        match self.resolve(m).ok_or_else(prev)? {
+            Resolved::Unique(i) if i < t => Ok(i),
+            Resolved::Gap { end, .. } if self.run_after_gap && end < t => Ok(end),
+            Resolved::Gap { start_local, .. } => Err(Civil::from_local_seconds(start_local - 1)),
             Resolved::Fold { first, second } => {
                 let takes_first = matches!(self.fold, FoldPolicy::First | FoldPolicy::Both);
                 let takes_second = matches!(self.fold, FoldPolicy::Second | FoldPolicy::Both);
                 if takes_second && second < t {
-                    Some(second)
+                    Ok(second)
                 } else if takes_first && first < t {
-                    Some(first)
+                    Ok(first)
                 } else {
-                    None
+                    Err(prev())
                 }
             }
+            Resolved::Unique(_) => Err(prev()),
         }
     }
 
@@ -485,11 +504,10 @@ impl Schedule {
         let (now, _) = self.civil_at(t)?;
         let mut from = now.succ();
         loop {
-            let m = spec.next_civil(from)?;
-            if let Some(i) = self.fire_of_match_after(m, t) {
-                return Some(i);
+            match self.fire_of_match_after(spec.next_civil(from)?, t) {
+                Ok(i) => return Some(i),
+                Err(resume) => from = resume,
             }
-            from = m.succ();
         }
     }
 
@@ -559,18 +577,16 @@ impl Schedule {
             let m = spec.next_civil(from)?;
             let local = m.to_local_seconds();
             let fire = if local < plain_until {
-                Some(local - w.offset)
+                Ok(local - w.offset)
             } else {
                 self.fire_of_match_after(m, t)
             };
-            if let Some(i) = fire {
-                return Some(best.map_or(i, |b: i64| b.min(i)));
-            }
-            if let Some(b) = best {
+            match (fire, best) {
+                (Ok(i), _) => return Some(best.map_or(i, |b: i64| b.min(i))),
                 // A later match cannot fire before this fold's second pass ends.
-                return Some(b);
+                (Err(_), Some(b)) => return Some(b),
+                (Err(resume), None) => from = resume,
             }
-            from = Civil::from_local_seconds(local + 1);
         }
     }
 
@@ -586,14 +602,11 @@ impl Schedule {
         }
         let mut upto = now;
         loop {
-            let m = spec.prev_civil(upto)?;
-            if let Some(i) = self.fire_of_match_before(m, t) {
-                return Some(best.map_or(i, |b: i64| b.max(i)));
+            match (self.fire_of_match_before(spec.prev_civil(upto)?, t), best) {
+                (Ok(i), _) => return Some(best.map_or(i, |b: i64| b.max(i))),
+                (Err(_), Some(b)) => return Some(b),
+                (Err(resume), None) => upto = resume,
             }
-            if let Some(b) = best {
-                return Some(b);
-            }
-            upto = m.pred();
         }
     }
 
