@@ -8,6 +8,7 @@
 //!
 //! - [`schedule`]: cron expressions and intervals, parsed into a compact form, and the
 //!   computation of fire instants in any IANA time zone with explicit daylight-saving rules.
+//! - [`model`]: jobs, their policies and actions, and the runs they produce.
 //!
 //! ```
 //! use cronwarden::schedule::Schedule;
@@ -19,4 +20,5 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod model;
 pub mod schedule;

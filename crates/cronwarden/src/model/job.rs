@@ -1,0 +1,392 @@
+//! Jobs: a name, a schedule in a time zone, an action, and the policies that govern its runs.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use jiff::SignedDuration;
+use serde::{Deserialize, Serialize};
+
+use crate::schedule::{DstPolicy, FoldPolicy, GapPolicy, Schedule, ScheduleOptions};
+
+/// A job's unique name: 1-64 characters of `a-z`, `0-9`, `-`, `_` and `.`, starting with a
+/// letter or digit. It appears in URLs, logs and metrics labels, so it is kept plain.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct JobName(String);
+
+impl JobName {
+    /// Validates `name`.
+    pub fn new(name: impl Into<String>) -> Result<JobName, SpecError> {
+        let name = name.into();
+        let valid_start = name.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        let valid_rest = name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.'));
+        if name.len() > 64 || !valid_start || !valid_rest {
+            return Err(SpecError::new(
+                "name",
+                format!(
+                    "{name:?} is not a valid job name: use 1-64 of a-z, 0-9, '-', '_' and '.', \
+                     starting with a letter or digit"
+                ),
+            ));
+        }
+        Ok(JobName(name))
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for JobName {
+    type Error = SpecError;
+
+    fn try_from(name: String) -> Result<JobName, SpecError> {
+        JobName::new(name)
+    }
+}
+
+impl From<JobName> for String {
+    fn from(name: JobName) -> String {
+        name.0
+    }
+}
+
+impl fmt::Display for JobName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A job definition that failed validation: which field, and why.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct SpecError {
+    /// The field, as written in the configuration (`schedule`, `retry.max_attempts`, ...).
+    pub field: String,
+    /// Why it was rejected.
+    pub reason: String,
+}
+
+impl SpecError {
+    pub(crate) fn new(field: impl Into<String>, reason: impl Into<String>) -> SpecError {
+        SpecError { field: field.into(), reason: reason.into() }
+    }
+}
+
+/// What a run of a job does.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Action {
+    /// Runs a program (no shell) with arguments, environment and working directory. Its stdout
+    /// and stderr are captured; the tail of each is kept with the run.
+    Command {
+        /// The program and its arguments.
+        argv: Vec<String>,
+        /// Variables added to the environment.
+        #[serde(default)]
+        env: BTreeMap<String, String>,
+        /// The working directory (default: the daemon's).
+        #[serde(default)]
+        cwd: Option<PathBuf>,
+    },
+    /// Calls Rust code registered with the scheduler under this name.
+    Rust {
+        /// The name the handler was registered under.
+        handler: String,
+    },
+}
+
+/// What happens when a fire comes while the job's previous run is still going.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OverlapPolicy {
+    /// Record a `skipped` run and do not start another (the default: most jobs must not race
+    /// themselves).
+    #[default]
+    Skip,
+    /// Start another run alongside (within the job's concurrency limit).
+    Allow,
+    /// Run right after the current one; at most one run waits.
+    Queue,
+    /// Cancel the current run and start the new one.
+    Replace,
+}
+
+/// What happens to fires that were due while the scheduler was down or stalled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
+pub enum MisfirePolicy {
+    /// Record each as `missed`; run nothing.
+    Skip,
+    /// One catch-up run for all of them (the default).
+    RunOnce,
+    /// A run for each missed fire within the window before now.
+    RunAll {
+        /// How far back to catch up.
+        window: SignedDuration,
+    },
+}
+
+impl Default for MisfirePolicy {
+    fn default() -> Self {
+        MisfirePolicy::RunOnce
+    }
+}
+
+/// How failed runs are retried: exponential backoff with jitter, up to a number of attempts.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (1: no retries).
+    pub max_attempts: u32,
+    /// The delay before the first retry.
+    pub initial_delay: SignedDuration,
+    /// Each further delay is this many times the one before.
+    pub multiplier: f64,
+    /// No delay is longer than this.
+    pub max_delay: SignedDuration,
+    /// A random fraction (0-1) of each delay added or removed, so that retries spread out.
+    pub jitter: f64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 1,
+            initial_delay: SignedDuration::from_secs(10),
+            multiplier: 2.0,
+            max_delay: SignedDuration::from_secs(600),
+            jitter: 0.1,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The delay before attempt `attempt + 1`, given a uniform random `unit` in `[0, 1)`.
+    ///
+    /// ```
+    /// use cronwarden::model::RetryPolicy;
+    /// use jiff::SignedDuration;
+    ///
+    /// let policy = RetryPolicy { max_attempts: 5, jitter: 0.0, ..RetryPolicy::default() };
+    /// assert_eq!(policy.delay_after(1, 0.5), SignedDuration::from_secs(10));
+    /// assert_eq!(policy.delay_after(2, 0.5), SignedDuration::from_secs(20));
+    /// assert_eq!(policy.delay_after(9, 0.5), SignedDuration::from_secs(600)); // capped
+    /// ```
+    pub fn delay_after(&self, attempt: u32, unit: f64) -> SignedDuration {
+        let base = self.initial_delay.as_secs_f64()
+            * self.multiplier.powi(attempt.saturating_sub(1).min(64) as i32);
+        let capped = base.min(self.max_delay.as_secs_f64());
+        let jittered = capped * (1.0 + self.jitter * (2.0 * unit - 1.0));
+        SignedDuration::try_from_secs_f64(jittered.clamp(0.0, self.max_delay.as_secs_f64()))
+            .unwrap_or(self.max_delay)
+    }
+}
+
+/// A job: what to run, when, and under which policies.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    /// The unique name.
+    pub name: JobName,
+    /// What the job is for.
+    #[serde(default)]
+    pub description: String,
+    /// When it fires: any expression [`Schedule`] accepts. `None` for a job that only runs
+    /// after others (`after`) or when triggered.
+    #[serde(default)]
+    pub schedule: Option<String>,
+    /// The IANA time zone the schedule runs in.
+    #[serde(default = "utc")]
+    pub time_zone: String,
+    /// What to do with times skipped by a spring-forward change (default: cron's rule).
+    #[serde(default)]
+    pub dst_gap: Option<GapChoice>,
+    /// What to do with times repeated by a fall-back change (default: cron's rule).
+    #[serde(default)]
+    pub dst_fold: Option<FoldChoice>,
+    /// Whether the job fires.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Why it is paused, when it is.
+    #[serde(default)]
+    pub pause_reason: Option<String>,
+    /// Free-form labels for filtering.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// What a run does.
+    pub action: Action,
+    /// A run still going after this long is cancelled and recorded `timed_out`.
+    #[serde(default)]
+    pub timeout: Option<SignedDuration>,
+    /// How failures are retried.
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    /// What happens when a fire comes while a run is still going.
+    #[serde(default)]
+    pub overlap: OverlapPolicy,
+    /// What happens to fires missed while the scheduler was down.
+    #[serde(default)]
+    pub misfire: MisfirePolicy,
+    /// A fire later than this is a misfire (default: one minute).
+    #[serde(default = "one_minute")]
+    pub misfire_grace: SignedDuration,
+    /// A random delay of up to this much before each scheduled run starts.
+    #[serde(default)]
+    pub jitter: Option<SignedDuration>,
+    /// Run when any of these jobs succeeds (in addition to the schedule, if any).
+    #[serde(default)]
+    pub after: Vec<JobName>,
+    /// At most this many runs of this job at once.
+    #[serde(default = "one")]
+    pub max_concurrency: u32,
+}
+
+/// The DST gap policy as written in a job definition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GapChoice {
+    /// Run once at the first instant after the gap.
+    RunAfter,
+    /// Do not run that day.
+    Skip,
+}
+
+/// The DST fold policy as written in a job definition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FoldChoice {
+    /// The first pass only.
+    First,
+    /// The second pass only.
+    Second,
+    /// Both passes.
+    Both,
+}
+
+fn utc() -> String {
+    "UTC".to_owned()
+}
+fn yes() -> bool {
+    true
+}
+fn one() -> u32 {
+    1
+}
+fn one_minute() -> SignedDuration {
+    SignedDuration::from_secs(60)
+}
+
+impl JobSpec {
+    /// A job with the defaults for everything but its name, schedule and action.
+    pub fn new(name: JobName, schedule: Option<&str>, action: Action) -> JobSpec {
+        JobSpec {
+            name,
+            description: String::new(),
+            schedule: schedule.map(str::to_owned),
+            time_zone: utc(),
+            dst_gap: None,
+            dst_fold: None,
+            enabled: true,
+            pause_reason: None,
+            tags: Vec::new(),
+            action,
+            timeout: None,
+            retry: RetryPolicy::default(),
+            overlap: OverlapPolicy::default(),
+            misfire: MisfirePolicy::default(),
+            misfire_grace: one_minute(),
+            jitter: None,
+            after: Vec::new(),
+            max_concurrency: 1,
+        }
+    }
+
+    /// The DST policy the job's fields select.
+    pub fn dst_policy(&self) -> DstPolicy {
+        DstPolicy {
+            gap: match self.dst_gap {
+                None => GapPolicy::Cron,
+                Some(GapChoice::RunAfter) => GapPolicy::RunAfterGap,
+                Some(GapChoice::Skip) => GapPolicy::Skip,
+            },
+            fold: match self.dst_fold {
+                None => FoldPolicy::Cron,
+                Some(FoldChoice::First) => FoldPolicy::First,
+                Some(FoldChoice::Second) => FoldPolicy::Second,
+                Some(FoldChoice::Both) => FoldPolicy::Both,
+            },
+        }
+    }
+
+    /// The parsed schedule in the job's zone, hashed by the job's name; `None` when the job has
+    /// no schedule.
+    pub fn schedule(&self) -> Result<Option<Schedule>, SpecError> {
+        let Some(expression) = &self.schedule else { return Ok(None) };
+        let tz = jiff::tz::TimeZone::get(&self.time_zone).map_err(|_| {
+            SpecError::new("time_zone", format!("{:?} is not a known IANA time zone", self.time_zone))
+        })?;
+        ScheduleOptions::new()
+            .time_zone(tz)
+            .dst_policy(self.dst_policy())
+            .hash_key(self.name.as_str())
+            .parse(expression)
+            .map(Some)
+            .map_err(|e| SpecError::new("schedule", e.to_string()))
+    }
+
+    /// Checks every field; the first problem found is returned with the field it is in.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        // A job with neither a schedule nor `after` runs only when triggered: allowed.
+        self.schedule()?;
+        if self.after.contains(&self.name) {
+            return Err(SpecError::new("after", "a job cannot run after itself"));
+        }
+        match &self.action {
+            Action::Command { argv, .. } if argv.is_empty() || argv[0].is_empty() => {
+                return Err(SpecError::new("action.argv", "needs at least the program to run"));
+            }
+            Action::Rust { handler } if handler.is_empty() => {
+                return Err(SpecError::new("action.handler", "needs the name of a registered handler"));
+            }
+            _ => {}
+        }
+        let positive = |field: &str, d: SignedDuration| {
+            if d.is_positive() {
+                Ok(())
+            } else {
+                Err(SpecError::new(field, format!("must be positive, got {d:#}")))
+            }
+        };
+        if let Some(timeout) = self.timeout {
+            positive("timeout", timeout)?;
+        }
+        if let Some(jitter) = self.jitter {
+            positive("jitter", jitter)?;
+        }
+        positive("misfire_grace", self.misfire_grace)?;
+        if let MisfirePolicy::RunAll { window } = self.misfire {
+            positive("misfire.window", window)?;
+        }
+        let r = &self.retry;
+        if r.max_attempts == 0 {
+            return Err(SpecError::new("retry.max_attempts", "must be at least 1 (1 means no retries)"));
+        }
+        positive("retry.initial_delay", r.initial_delay)?;
+        positive("retry.max_delay", r.max_delay)?;
+        if !(r.multiplier.is_finite() && r.multiplier >= 1.0) {
+            return Err(SpecError::new("retry.multiplier", format!("must be at least 1, got {}", r.multiplier)));
+        }
+        if !(0.0..=1.0).contains(&r.jitter) {
+            return Err(SpecError::new("retry.jitter", format!("must be between 0 and 1, got {}", r.jitter)));
+        }
+        if self.max_concurrency == 0 {
+            return Err(SpecError::new("max_concurrency", "must be at least 1"));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,13 @@
+//! The domain: jobs, their policies and actions, and the runs they produce.
+//!
+//! These types are what the store persists, the scheduler acts on and the configuration file
+//! declares. Constructors validate (a [`JobName`] is always a valid slug, a [`JobSpec`] always
+//! has a schedule that parses), so code that holds one never checks again.
+
+mod job;
+mod run;
+
+pub use self::job::{
+    Action, JobName, JobSpec, MisfirePolicy, OverlapPolicy, RetryPolicy, SpecError,
+};
+pub use self::run::{Run, RunId, RunStatus, Trigger};
