@@ -9,6 +9,7 @@
 //! - [`schedule`]: cron expressions and intervals, parsed into a compact form, and the
 //!   computation of fire instants in any IANA time zone with explicit daylight-saving rules.
 //! - [`model`]: jobs, their policies and actions, and the runs they produce.
+//! - [`store`]: persistence behind one trait; SQLite embedded by default.
 //!
 //! ```
 //! use cronwarden::schedule::Schedule;
@@ -22,3 +23,4 @@
 
 pub mod model;
 pub mod schedule;
+pub mod store;

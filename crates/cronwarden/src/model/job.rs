@@ -19,10 +19,13 @@ impl JobName {
     /// Validates `name`.
     pub fn new(name: impl Into<String>) -> Result<JobName, SpecError> {
         let name = name.into();
-        let valid_start = name.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-        let valid_rest = name
+        let valid_start = name
             .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.'));
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        let valid_rest = name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
+        });
         if name.len() > 64 || !valid_start || !valid_rest {
             return Err(SpecError::new(
                 "name",
@@ -73,7 +76,10 @@ pub struct SpecError {
 
 impl SpecError {
     pub(crate) fn new(field: impl Into<String>, reason: impl Into<String>) -> SpecError {
-        SpecError { field: field.into(), reason: reason.into() }
+        SpecError {
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -117,24 +123,19 @@ pub enum OverlapPolicy {
 }
 
 /// What happens to fires that were due while the scheduler was down or stalled.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
 pub enum MisfirePolicy {
     /// Record each as `missed`; run nothing.
     Skip,
     /// One catch-up run for all of them (the default).
+    #[default]
     RunOnce,
     /// A run for each missed fire within the window before now.
     RunAll {
         /// How far back to catch up.
         window: SignedDuration,
     },
-}
-
-impl Default for MisfirePolicy {
-    fn default() -> Self {
-        MisfirePolicy::RunOnce
-    }
 }
 
 /// How failed runs are retried: exponential backoff with jitter, up to a number of attempts.
@@ -179,7 +180,9 @@ impl RetryPolicy {
     /// ```
     pub fn delay_after(&self, attempt: u32, unit: f64) -> SignedDuration {
         let base = self.initial_delay.as_secs_f64()
-            * self.multiplier.powi(attempt.saturating_sub(1).min(64) as i32);
+            * self
+                .multiplier
+                .powi(attempt.saturating_sub(1).min(64) as i32);
         let capped = base.min(self.max_delay.as_secs_f64());
         let jittered = capped * (1.0 + self.jitter * (2.0 * unit - 1.0));
         SignedDuration::try_from_secs_f64(jittered.clamp(0.0, self.max_delay.as_secs_f64()))
@@ -326,9 +329,14 @@ impl JobSpec {
     /// The parsed schedule in the job's zone, hashed by the job's name; `None` when the job has
     /// no schedule.
     pub fn schedule(&self) -> Result<Option<Schedule>, SpecError> {
-        let Some(expression) = &self.schedule else { return Ok(None) };
+        let Some(expression) = &self.schedule else {
+            return Ok(None);
+        };
         let tz = jiff::tz::TimeZone::get(&self.time_zone).map_err(|_| {
-            SpecError::new("time_zone", format!("{:?} is not a known IANA time zone", self.time_zone))
+            SpecError::new(
+                "time_zone",
+                format!("{:?} is not a known IANA time zone", self.time_zone),
+            )
         })?;
         ScheduleOptions::new()
             .time_zone(tz)
@@ -348,10 +356,16 @@ impl JobSpec {
         }
         match &self.action {
             Action::Command { argv, .. } if argv.is_empty() || argv[0].is_empty() => {
-                return Err(SpecError::new("action.argv", "needs at least the program to run"));
+                return Err(SpecError::new(
+                    "action.argv",
+                    "needs at least the program to run",
+                ));
             }
             Action::Rust { handler } if handler.is_empty() => {
-                return Err(SpecError::new("action.handler", "needs the name of a registered handler"));
+                return Err(SpecError::new(
+                    "action.handler",
+                    "needs the name of a registered handler",
+                ));
             }
             _ => {}
         }
@@ -359,7 +373,10 @@ impl JobSpec {
             if d.is_positive() {
                 Ok(())
             } else {
-                Err(SpecError::new(field, format!("must be positive, got {d:#}")))
+                Err(SpecError::new(
+                    field,
+                    format!("must be positive, got {d:#}"),
+                ))
             }
         };
         if let Some(timeout) = self.timeout {
@@ -374,15 +391,24 @@ impl JobSpec {
         }
         let r = &self.retry;
         if r.max_attempts == 0 {
-            return Err(SpecError::new("retry.max_attempts", "must be at least 1 (1 means no retries)"));
+            return Err(SpecError::new(
+                "retry.max_attempts",
+                "must be at least 1 (1 means no retries)",
+            ));
         }
         positive("retry.initial_delay", r.initial_delay)?;
         positive("retry.max_delay", r.max_delay)?;
         if !(r.multiplier.is_finite() && r.multiplier >= 1.0) {
-            return Err(SpecError::new("retry.multiplier", format!("must be at least 1, got {}", r.multiplier)));
+            return Err(SpecError::new(
+                "retry.multiplier",
+                format!("must be at least 1, got {}", r.multiplier),
+            ));
         }
         if !(0.0..=1.0).contains(&r.jitter) {
-            return Err(SpecError::new("retry.jitter", format!("must be between 0 and 1, got {}", r.jitter)));
+            return Err(SpecError::new(
+                "retry.jitter",
+                format!("must be between 0 and 1, got {}", r.jitter),
+            ));
         }
         if self.max_concurrency == 0 {
             return Err(SpecError::new("max_concurrency", "must be at least 1"));

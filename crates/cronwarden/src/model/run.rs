@@ -128,10 +128,16 @@ impl FromStr for Trigger {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Trigger, String> {
-        [Trigger::Schedule, Trigger::Manual, Trigger::Retry, Trigger::CatchUp, Trigger::Chain]
-            .into_iter()
-            .find(|t| t.as_str() == s)
-            .ok_or_else(|| format!("unknown trigger {s:?}"))
+        [
+            Trigger::Schedule,
+            Trigger::Manual,
+            Trigger::Retry,
+            Trigger::CatchUp,
+            Trigger::Chain,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == s)
+        .ok_or_else(|| format!("unknown trigger {s:?}"))
     }
 }
 

@@ -1,0 +1,220 @@
+//! Persistence: jobs, claimed fires and run history, behind one trait.
+//!
+//! The store is a flat list of verbs, each taking what it needs and doing its work in one
+//! transaction. Every backend (SQLite now, PostgreSQL for several nodes) implements the same
+//! [`Store`] trait and passes the same conformance suite (`tests/store_conformance.rs`).
+//!
+//! The guarantee the scheduler builds on: [`Store::claim_fire`] inserts a run under a unique key
+//! on (job, scheduled instant, attempt), so each fire is claimed once however many loops race for
+//! it; and [`Store::finish_run`] records a result only with the run's current fencing token, so
+//! a run that was given up for dead cannot overwrite what replaced it.
+
+#[cfg(feature = "sqlite")]
+mod sqlite;
+
+use async_trait::async_trait;
+use jiff::{SignedDuration, Timestamp};
+
+use crate::model::{JobName, JobSpec, Run, RunId, RunStatus, Trigger};
+
+#[cfg(feature = "sqlite")]
+pub use self::sqlite::SqliteStore;
+
+/// A store failure. Expected outcomes (a fire already claimed, a stale token) are not errors:
+/// the verbs report them in their return values.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached or failed.
+    #[error("database error: {0}")]
+    Database(String),
+    /// A stored value could not be read back (a bug or a foreign write).
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+}
+
+/// A job as stored: its spec and bookkeeping.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobRecord {
+    /// The definition.
+    pub spec: JobSpec,
+    /// Increases with every change to the spec.
+    pub version: i64,
+    /// When the job was first stored.
+    pub created_at: Timestamp,
+    /// When the spec last changed.
+    pub updated_at: Timestamp,
+}
+
+/// A fire to claim: the run is created `queued` (or `running` when `start` is set) only if no run
+/// holds the same (job, scheduled instant, attempt) for a scheduled, catch-up or retry trigger.
+#[derive(Clone, Debug)]
+pub struct ClaimFire<'a> {
+    /// The job.
+    pub job: &'a JobName,
+    /// The fire's instant.
+    pub scheduled_at: Timestamp,
+    /// `Schedule`, `CatchUp` or `Retry` (others are recorded with [`Store::record_run`]).
+    pub trigger: Trigger,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// The claiming node.
+    pub node: &'a str,
+}
+
+/// A run recorded without a uniqueness claim: manual and chained runs, or a fire's final
+/// `skipped` / `missed` record.
+#[derive(Clone, Debug)]
+pub struct NewRun<'a> {
+    /// The job.
+    pub job: &'a JobName,
+    /// When it was due.
+    pub scheduled_at: Timestamp,
+    /// Why it exists.
+    pub trigger: Trigger,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// Its initial status: `queued`, or a final one (`skipped`, `missed`).
+    pub status: RunStatus,
+    /// The recording node.
+    pub node: &'a str,
+    /// When it was recorded, for final statuses.
+    pub at: Timestamp,
+    /// Why, for `skipped` and `missed`.
+    pub error: Option<String>,
+}
+
+/// The result of a run, recorded with its fencing token.
+#[derive(Clone, Debug)]
+pub struct FinishRun {
+    /// The run.
+    pub id: RunId,
+    /// The token the run was claimed with.
+    pub fencing_token: i64,
+    /// A final status.
+    pub status: RunStatus,
+    /// When it ended.
+    pub finished_at: Timestamp,
+    /// A command's exit code.
+    pub exit_code: Option<i32>,
+    /// The error, if it did not succeed.
+    pub error: Option<String>,
+    /// The tail of its output.
+    pub output: Option<String>,
+}
+
+/// Which runs to list, newest first.
+#[derive(Clone, Debug, Default)]
+pub struct RunFilter {
+    /// Only this job's.
+    pub job: Option<JobName>,
+    /// Only runs with this status.
+    pub status: Option<RunStatus>,
+    /// Only runs with this trigger.
+    pub trigger: Option<Trigger>,
+    /// Only runs scheduled at or after this instant.
+    pub since: Option<Timestamp>,
+    /// Only runs scheduled before this instant.
+    pub until: Option<Timestamp>,
+    /// Only runs with ids below this (for paging back).
+    pub before_id: Option<RunId>,
+    /// At most this many (default 100).
+    pub limit: Option<u32>,
+}
+
+/// A job's run statistics over its retained history.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct JobStats {
+    /// Runs with a final status, skipped and missed included.
+    pub runs: u64,
+    /// Runs that succeeded.
+    pub succeeded: u64,
+    /// Runs that failed, timed out, were interrupted or abandoned.
+    pub failed: u64,
+    /// Failures since the last success, counting back from the newest run.
+    pub consecutive_failures: u64,
+    /// Median duration of finished runs.
+    pub duration_p50: Option<SignedDuration>,
+    /// 95th percentile duration of finished runs.
+    pub duration_p95: Option<SignedDuration>,
+    /// Longest duration of finished runs.
+    pub duration_max: Option<SignedDuration>,
+    /// When the last successful run finished.
+    pub last_success: Option<Timestamp>,
+    /// When the last failed run finished.
+    pub last_failure: Option<Timestamp>,
+}
+
+impl JobStats {
+    /// Succeeded runs over runs that succeeded or failed (skipped and missed runs do not count).
+    pub fn success_rate(&self) -> Option<f64> {
+        let decided = self.succeeded + self.failed;
+        (decided > 0).then(|| self.succeeded as f64 / decided as f64)
+    }
+}
+
+/// The persistence verbs the scheduler, the API and the CLI use.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Creates or updates a job; the version increases only when the spec changes. History is
+    /// kept across changes.
+    async fn upsert_job(&self, spec: &JobSpec, now: Timestamp) -> Result<JobRecord, StoreError>;
+
+    /// The job with this name.
+    async fn get_job(&self, name: &JobName) -> Result<Option<JobRecord>, StoreError>;
+
+    /// All jobs, by name.
+    async fn list_jobs(&self) -> Result<Vec<JobRecord>, StoreError>;
+
+    /// Deletes a job and its history; false if there was none.
+    async fn delete_job(&self, name: &JobName) -> Result<bool, StoreError>;
+
+    /// Claims a fire. `None` if it was claimed already (by this or another loop or node).
+    async fn claim_fire(&self, claim: ClaimFire<'_>) -> Result<Option<Run>, StoreError>;
+
+    /// Records a run that needs no claim.
+    async fn record_run(&self, run: NewRun<'_>) -> Result<Run, StoreError>;
+
+    /// Marks a claimed run `running` from `at`; false if the token is not current or the run is
+    /// no longer queued.
+    async fn start_run(
+        &self,
+        id: RunId,
+        fencing_token: i64,
+        at: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// Records a run's result; false (and nothing written) if the token is not current or the
+    /// run already has a final status.
+    async fn finish_run(&self, finish: FinishRun) -> Result<bool, StoreError>;
+
+    /// One run.
+    async fn get_run(&self, id: RunId) -> Result<Option<Run>, StoreError>;
+
+    /// Runs matching the filter, newest first.
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<Run>, StoreError>;
+
+    /// Marks every `queued` or `running` run of `node` (of every node when `None`) `abandoned`,
+    /// and returns them as they are now.
+    async fn abandon_runs(&self, node: Option<&str>, at: Timestamp)
+        -> Result<Vec<Run>, StoreError>;
+
+    /// The latest scheduled instant claimed for the job by a schedule or catch-up fire: where
+    /// misfire detection starts after a restart.
+    async fn last_fire(&self, job: &JobName) -> Result<Option<Timestamp>, StoreError>;
+
+    /// The job's statistics.
+    async fn job_stats(&self, job: &JobName) -> Result<JobStats, StoreError>;
+
+    /// Deletes final runs beyond the newest `keep_last` per job, and final runs that finished
+    /// before `older_than`. Returns how many were deleted.
+    async fn prune_runs(&self, keep_last: u32, older_than: Timestamp) -> Result<u64, StoreError>;
+}
+
+/// Percentile `p` (0-100) of sorted durations, nearest-rank.
+pub(crate) fn percentile(sorted: &[SignedDuration], p: u32) -> Option<SignedDuration> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (u64::from(p) * sorted.len() as u64).div_ceil(100).max(1) as usize;
+    Some(sorted[rank.min(sorted.len()) - 1])
+}

@@ -1,0 +1,459 @@
+//! The SQLite store: a single file in WAL mode, migrated on open. The zero-set-up default.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Row, SqlitePool};
+
+use super::{
+    percentile, ClaimFire, FinishRun, JobRecord, JobStats, NewRun, RunFilter, Store, StoreError,
+};
+use crate::model::{JobName, JobSpec, Run, RunId, RunStatus, Trigger};
+
+/// Schema migrations, applied in order; `PRAGMA user_version` records how many have run.
+/// Never edit one that has shipped: add another.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE jobs (
+    name          TEXT PRIMARY KEY,
+    spec          TEXT NOT NULL,              -- the JobSpec as JSON
+    version       INTEGER NOT NULL,
+    created_at    INTEGER NOT NULL,           -- microseconds since the Unix epoch, as all instants
+    updated_at    INTEGER NOT NULL,
+    last_fire_at  INTEGER                     -- latest scheduled instant claimed; survives pruning
+);
+CREATE TABLE runs (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    job           TEXT NOT NULL REFERENCES jobs(name) ON DELETE CASCADE,
+    scheduled_at  INTEGER NOT NULL,
+    trigger       TEXT NOT NULL,
+    attempt       INTEGER NOT NULL,
+    status        TEXT NOT NULL,
+    node          TEXT NOT NULL,
+    fencing_token INTEGER NOT NULL,
+    started_at    INTEGER,
+    finished_at   INTEGER,
+    exit_code     INTEGER,
+    error         TEXT,
+    output        TEXT
+);
+-- Each fire is claimed once: the heart of "never runs twice".
+CREATE UNIQUE INDEX runs_one_claim_per_fire ON runs (job, scheduled_at, attempt)
+    WHERE trigger IN ('schedule', 'catch_up', 'retry');
+CREATE INDEX runs_by_job ON runs (job, id);
+CREATE INDEX runs_unfinished ON runs (status) WHERE status IN ('queued', 'running');
+"#];
+
+/// The columns of `runs`, in the order [`run_from_row`] reads them.
+const RUN_COLUMNS: &str = "id, job, scheduled_at, trigger, attempt, status, node, fencing_token, \
+                           started_at, finished_at, exit_code, error, output";
+
+/// SQL built from this module's own constants and integers, never from user input.
+fn audited(sql: String) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(sql)
+}
+
+/// A [`Store`] in a SQLite database.
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+fn db(e: sqlx::Error) -> StoreError {
+    StoreError::Database(e.to_string())
+}
+
+fn micros(t: Timestamp) -> i64 {
+    t.as_microsecond()
+}
+
+fn instant(us: i64) -> Result<Timestamp, StoreError> {
+    Timestamp::from_microsecond(us).map_err(|e| StoreError::Corrupt(format!("instant {us}: {e}")))
+}
+
+fn opt_instant(us: Option<i64>) -> Result<Option<Timestamp>, StoreError> {
+    us.map(instant).transpose()
+}
+
+fn run_from_row(row: &SqliteRow) -> Result<Run, StoreError> {
+    let get_err = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
+    let job: String = row.try_get("job").map_err(get_err)?;
+    let trigger: String = row.try_get("trigger").map_err(get_err)?;
+    let status: String = row.try_get("status").map_err(get_err)?;
+    Ok(Run {
+        id: RunId(row.try_get("id").map_err(get_err)?),
+        job: JobName::new(job).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        scheduled_at: instant(row.try_get("scheduled_at").map_err(get_err)?)?,
+        trigger: Trigger::from_str(&trigger).map_err(StoreError::Corrupt)?,
+        attempt: row.try_get::<i64, _>("attempt").map_err(get_err)? as u32,
+        status: RunStatus::from_str(&status).map_err(StoreError::Corrupt)?,
+        node: row.try_get("node").map_err(get_err)?,
+        fencing_token: row.try_get("fencing_token").map_err(get_err)?,
+        started_at: opt_instant(row.try_get("started_at").map_err(get_err)?)?,
+        finished_at: opt_instant(row.try_get("finished_at").map_err(get_err)?)?,
+        exit_code: row.try_get("exit_code").map_err(get_err)?,
+        error: row.try_get("error").map_err(get_err)?,
+        output: row.try_get("output").map_err(get_err)?,
+    })
+}
+
+fn job_from_row(row: &SqliteRow) -> Result<JobRecord, StoreError> {
+    let get_err = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
+    let spec: String = row.try_get("spec").map_err(get_err)?;
+    Ok(JobRecord {
+        spec: serde_json::from_str(&spec)
+            .map_err(|e| StoreError::Corrupt(format!("job spec: {e}")))?,
+        version: row.try_get("version").map_err(get_err)?,
+        created_at: instant(row.try_get("created_at").map_err(get_err)?)?,
+        updated_at: instant(row.try_get("updated_at").map_err(get_err)?)?,
+    })
+}
+
+/// A fresh fencing token: random, so that no two claims share one even across restarts.
+fn fencing_token() -> i64 {
+    fastrand::i64(1..i64::MAX)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file at `path` and migrates it.
+    pub async fn open(path: &str) -> Result<SqliteStore, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // NORMAL is durable across application crashes in WAL mode; only a power loss can
+            // lose the last transactions, and FULL would cost an fsync per claim.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(db)?;
+        Self::migrated(pool).await
+    }
+
+    /// A private in-memory database (for tests and trials): one connection, kept open.
+    pub async fn open_in_memory() -> Result<SqliteStore, StoreError> {
+        let options = SqliteConnectOptions::from_str("sqlite::memory:")
+            .map_err(db)?
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await
+            .map_err(db)?;
+        Self::migrated(pool).await
+    }
+
+    async fn migrated(pool: SqlitePool) -> Result<SqliteStore, StoreError> {
+        let mut conn = pool.acquire().await.map_err(db)?;
+        let applied: i64 = sqlx::query_scalar("PRAGMA user_version")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(db)?;
+        for (i, migration) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
+            let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(db)?;
+            sqlx::raw_sql(*migration)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            // PRAGMA takes no bind parameters; the value is our own integer.
+            sqlx::raw_sql(audited(format!("PRAGMA user_version = {}", i + 1)))
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            tx.commit().await.map_err(db)?;
+        }
+        drop(conn);
+        Ok(SqliteStore { pool })
+    }
+
+    /// Closes the pool, waiting for connections to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn upsert_job(&self, spec: &JobSpec, now: Timestamp) -> Result<JobRecord, StoreError> {
+        let json = serde_json::to_string(spec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        // The version moves only when the spec changes, so re-applying the same config at every
+        // start-up is a no-op.
+        let row = sqlx::query(
+            "INSERT INTO jobs (name, spec, version, created_at, updated_at) VALUES (?1, ?2, 1, ?3, ?3)
+             ON CONFLICT (name) DO UPDATE SET
+                 spec = excluded.spec,
+                 version = jobs.version + (jobs.spec IS NOT excluded.spec),
+                 updated_at = CASE WHEN jobs.spec IS excluded.spec THEN jobs.updated_at ELSE excluded.updated_at END
+             RETURNING spec, version, created_at, updated_at",
+        )
+        .bind(spec.name.as_str())
+        .bind(&json)
+        .bind(micros(now))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        job_from_row(&row)
+    }
+
+    async fn get_job(&self, name: &JobName) -> Result<Option<JobRecord>, StoreError> {
+        let row =
+            sqlx::query("SELECT spec, version, created_at, updated_at FROM jobs WHERE name = ?1")
+                .bind(name.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?;
+        row.as_ref().map(job_from_row).transpose()
+    }
+
+    async fn list_jobs(&self) -> Result<Vec<JobRecord>, StoreError> {
+        let rows =
+            sqlx::query("SELECT spec, version, created_at, updated_at FROM jobs ORDER BY name")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    async fn delete_job(&self, name: &JobName) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM jobs WHERE name = ?1")
+            .bind(name.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn claim_fire(&self, claim: ClaimFire<'_>) -> Result<Option<Run>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let row = sqlx::query(audited(format!(
+            "INSERT INTO runs (job, scheduled_at, trigger, attempt, status, node, fencing_token)
+             VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6)
+             ON CONFLICT DO NOTHING
+             RETURNING {RUN_COLUMNS}"
+        )))
+        .bind(claim.job.as_str())
+        .bind(micros(claim.scheduled_at))
+        .bind(claim.trigger.as_str())
+        .bind(i64::from(claim.attempt))
+        .bind(claim.node)
+        .bind(fencing_token())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        let Some(row) = row else { return Ok(None) };
+        if matches!(claim.trigger, Trigger::Schedule | Trigger::CatchUp) {
+            sqlx::query("UPDATE jobs SET last_fire_at = MAX(COALESCE(last_fire_at, ?2), ?2) WHERE name = ?1")
+                .bind(claim.job.as_str())
+                .bind(micros(claim.scheduled_at))
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        run_from_row(&row).map(Some)
+    }
+
+    async fn record_run(&self, run: NewRun<'_>) -> Result<Run, StoreError> {
+        let final_at = run.status.is_final().then(|| micros(run.at));
+        let row = sqlx::query(audited(format!(
+            "INSERT INTO runs (job, scheduled_at, trigger, attempt, status, node, fencing_token, finished_at, error)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             RETURNING {RUN_COLUMNS}"
+        )))
+        .bind(run.job.as_str())
+        .bind(micros(run.scheduled_at))
+        .bind(run.trigger.as_str())
+        .bind(i64::from(run.attempt))
+        .bind(run.status.as_str())
+        .bind(run.node)
+        .bind(fencing_token())
+        .bind(final_at)
+        .bind(&run.error)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        run_from_row(&row)
+    }
+
+    async fn start_run(
+        &self,
+        id: RunId,
+        fencing_token: i64,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE runs SET status = 'running', started_at = ?3
+             WHERE id = ?1 AND fencing_token = ?2 AND status = 'queued'",
+        )
+        .bind(id.0)
+        .bind(fencing_token)
+        .bind(micros(at))
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn finish_run(&self, finish: FinishRun) -> Result<bool, StoreError> {
+        if !finish.status.is_final() {
+            return Err(StoreError::Corrupt(format!(
+                "{} is not a final status",
+                finish.status
+            )));
+        }
+        let done = sqlx::query(
+            "UPDATE runs SET status = ?3, finished_at = ?4, exit_code = ?5, error = ?6, output = ?7
+             WHERE id = ?1 AND fencing_token = ?2 AND status IN ('queued', 'running')",
+        )
+        .bind(finish.id.0)
+        .bind(finish.fencing_token)
+        .bind(finish.status.as_str())
+        .bind(micros(finish.finished_at))
+        .bind(finish.exit_code)
+        .bind(&finish.error)
+        .bind(&finish.output)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn get_run(&self, id: RunId) -> Result<Option<Run>, StoreError> {
+        let row = sqlx::query(audited(format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"
+        )))
+        .bind(id.0)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.as_ref().map(run_from_row).transpose()
+    }
+
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<Run>, StoreError> {
+        let rows = sqlx::query(audited(format!(
+            "SELECT {RUN_COLUMNS} FROM runs
+             WHERE (?1 IS NULL OR job = ?1) AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR trigger = ?3)
+               AND (?4 IS NULL OR scheduled_at >= ?4) AND (?5 IS NULL OR scheduled_at < ?5)
+               AND (?6 IS NULL OR id < ?6)
+             ORDER BY id DESC LIMIT ?7"
+        )))
+        .bind(filter.job.as_ref().map(JobName::as_str))
+        .bind(filter.status.map(RunStatus::as_str))
+        .bind(filter.trigger.map(Trigger::as_str))
+        .bind(filter.since.map(micros))
+        .bind(filter.until.map(micros))
+        .bind(filter.before_id.map(|id| id.0))
+        .bind(i64::from(filter.limit.unwrap_or(100)))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    async fn abandon_runs(
+        &self,
+        node: Option<&str>,
+        at: Timestamp,
+    ) -> Result<Vec<Run>, StoreError> {
+        let rows = sqlx::query(audited(format!(
+            "UPDATE runs SET status = 'abandoned', finished_at = ?2,
+                 error = 'the scheduler stopped while this run was ' || status
+             WHERE status IN ('queued', 'running') AND (?1 IS NULL OR node = ?1)
+             RETURNING {RUN_COLUMNS}"
+        )))
+        .bind(node)
+        .bind(micros(at))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let mut runs: Vec<Run> = rows.iter().map(run_from_row).collect::<Result<_, _>>()?;
+        runs.sort_by_key(|r| r.id);
+        Ok(runs)
+    }
+
+    async fn last_fire(&self, job: &JobName) -> Result<Option<Timestamp>, StoreError> {
+        let us: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT last_fire_at FROM jobs WHERE name = ?1")
+                .bind(job.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?;
+        opt_instant(us.flatten())
+    }
+
+    async fn job_stats(&self, job: &JobName) -> Result<JobStats, StoreError> {
+        let rows = sqlx::query(
+            "SELECT status, started_at, finished_at FROM runs
+             WHERE job = ?1 AND status NOT IN ('queued', 'running') ORDER BY id DESC",
+        )
+        .bind(job.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let mut stats = JobStats::default();
+        let mut durations = Vec::new();
+        let mut streak_open = true;
+        for row in &rows {
+            let get_err = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
+            let status = RunStatus::from_str(&row.try_get::<String, _>("status").map_err(get_err)?)
+                .map_err(StoreError::Corrupt)?;
+            let started = opt_instant(row.try_get("started_at").map_err(get_err)?)?;
+            let finished = opt_instant(row.try_get("finished_at").map_err(get_err)?)?;
+            stats.runs += 1;
+            match status {
+                RunStatus::Succeeded => {
+                    stats.succeeded += 1;
+                    streak_open = false;
+                    stats.last_success = stats.last_success.or(finished);
+                }
+                RunStatus::Failed
+                | RunStatus::TimedOut
+                | RunStatus::Interrupted
+                | RunStatus::Abandoned => {
+                    stats.failed += 1;
+                    if streak_open {
+                        stats.consecutive_failures += 1;
+                    }
+                    stats.last_failure = stats.last_failure.or(finished);
+                }
+                _ => {}
+            }
+            if let (Some(s), Some(f)) = (started, finished) {
+                durations.push(f.duration_since(s));
+            }
+        }
+        durations.sort();
+        stats.duration_p50 = percentile(&durations, 50);
+        stats.duration_p95 = percentile(&durations, 95);
+        stats.duration_max = durations.last().copied();
+        Ok(stats)
+    }
+
+    async fn prune_runs(&self, keep_last: u32, older_than: Timestamp) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM runs WHERE status NOT IN ('queued', 'running') AND (
+                 finished_at < ?2 OR id IN (
+                     SELECT id FROM (
+                         SELECT id, ROW_NUMBER() OVER (PARTITION BY job ORDER BY id DESC) AS newest
+                         FROM runs WHERE status NOT IN ('queued', 'running')
+                     ) WHERE newest > ?1))",
+        )
+        .bind(i64::from(keep_last))
+        .bind(micros(older_than))
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(done.rows_affected())
+    }
+}

@@ -1,0 +1,744 @@
+//! The store conformance suite: the same behaviour, checked on every backend.
+//!
+//! Each check is a generic function over [`Store`]; `conformance!` instantiates all of them for
+//! a backend. The PostgreSQL store joins with one more `conformance!` line.
+
+use std::sync::Arc;
+
+use cronwarden::model::{Action, JobName, JobSpec, RunId, RunStatus, Trigger};
+use cronwarden::store::{ClaimFire, FinishRun, NewRun, RunFilter, Store};
+use jiff::{SignedDuration, Timestamp};
+
+fn ts(s: &str) -> Timestamp {
+    s.parse().unwrap()
+}
+
+fn name(n: &str) -> JobName {
+    JobName::new(n).unwrap()
+}
+
+fn job(n: &str) -> JobSpec {
+    JobSpec::new(
+        name(n),
+        Some("*/5 * * * *"),
+        Action::Command {
+            argv: vec!["true".into()],
+            env: Default::default(),
+            cwd: None,
+        },
+    )
+}
+
+fn claim<'a>(job: &'a JobName, at: &str, attempt: u32) -> ClaimFire<'a> {
+    ClaimFire {
+        job,
+        scheduled_at: ts(at),
+        trigger: Trigger::Schedule,
+        attempt,
+        node: "node-a",
+    }
+}
+
+fn finish(id: RunId, token: i64, status: RunStatus, at: &str) -> FinishRun {
+    FinishRun {
+        id,
+        fencing_token: token,
+        status,
+        finished_at: ts(at),
+        exit_code: None,
+        error: None,
+        output: None,
+    }
+}
+
+async fn jobs_are_versioned_by_content<S: Store>(store: Arc<S>) {
+    let t0 = ts("2026-01-01T00:00:00Z");
+    let created = store.upsert_job(&job("report"), t0).await.unwrap();
+    assert_eq!(
+        (created.version, created.created_at, created.updated_at),
+        (1, t0, t0)
+    );
+    // The same spec again (as at every start-up) changes nothing.
+    let same = store
+        .upsert_job(&job("report"), ts("2026-01-02T00:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!((same.version, same.updated_at), (1, t0));
+    let mut changed = job("report");
+    changed.schedule = Some("0 3 * * *".into());
+    let t2 = ts("2026-01-03T00:00:00Z");
+    let updated = store.upsert_job(&changed, t2).await.unwrap();
+    assert_eq!(
+        (updated.version, updated.created_at, updated.updated_at),
+        (2, t0, t2)
+    );
+    assert_eq!(
+        store.get_job(&name("report")).await.unwrap().unwrap().spec,
+        changed
+    );
+    assert_eq!(store.get_job(&name("absent")).await.unwrap(), None);
+    store.upsert_job(&job("archive"), t0).await.unwrap();
+    let names: Vec<String> = store
+        .list_jobs()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| j.spec.name.to_string())
+        .collect();
+    assert_eq!(names, ["archive", "report"]);
+}
+
+async fn deleting_a_job_deletes_its_history<S: Store>(store: Arc<S>) {
+    let n = name("gone");
+    store
+        .upsert_job(&job("gone"), ts("2026-01-01T00:00:00Z"))
+        .await
+        .unwrap();
+    let run = store
+        .claim_fire(claim(&n, "2026-01-01T00:05:00Z", 1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(store.delete_job(&n).await.unwrap());
+    assert!(!store.delete_job(&n).await.unwrap());
+    assert_eq!(store.get_run(run.id).await.unwrap(), None);
+}
+
+async fn each_fire_is_claimed_once<S: Store>(store: Arc<S>) {
+    let n = name("sync");
+    store
+        .upsert_job(&job("sync"), ts("2026-01-01T00:00:00Z"))
+        .await
+        .unwrap();
+    let first = store
+        .claim_fire(claim(&n, "2026-01-01T00:05:00Z", 1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (first.status, first.attempt, first.trigger),
+        (RunStatus::Queued, 1, Trigger::Schedule)
+    );
+    assert_eq!(first.scheduled_at, ts("2026-01-01T00:05:00Z"));
+    assert!(store
+        .claim_fire(claim(&n, "2026-01-01T00:05:00Z", 1))
+        .await
+        .unwrap()
+        .is_none());
+    // A catch-up claim of the same fire is the same fire.
+    let catch_up = ClaimFire {
+        trigger: Trigger::CatchUp,
+        ..claim(&n, "2026-01-01T00:05:00Z", 1)
+    };
+    assert!(store.claim_fire(catch_up).await.unwrap().is_none());
+    // Its retry is another attempt, claimed once too.
+    let retry = ClaimFire {
+        trigger: Trigger::Retry,
+        ..claim(&n, "2026-01-01T00:05:00Z", 2)
+    };
+    assert!(store.claim_fire(retry.clone()).await.unwrap().is_some());
+    assert!(store.claim_fire(retry).await.unwrap().is_none());
+    // Manual runs are not claims: two at the same instant are two runs.
+    let manual = || NewRun {
+        job: &n,
+        scheduled_at: ts("2026-01-01T00:05:00Z"),
+        trigger: Trigger::Manual,
+        attempt: 1,
+        status: RunStatus::Queued,
+        node: "node-a",
+        at: ts("2026-01-01T00:05:00Z"),
+        error: None,
+    };
+    let a = store.record_run(manual()).await.unwrap();
+    let b = store.record_run(manual()).await.unwrap();
+    assert_ne!(a.id, b.id);
+}
+
+async fn racing_claims_have_one_winner<S: Store>(store: Arc<S>) {
+    store
+        .upsert_job(&job("race"), ts("2026-01-01T00:00:00Z"))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let n = name("race");
+            let node = format!("node-{i}");
+            let c = ClaimFire {
+                job: &n,
+                scheduled_at: ts("2026-01-01T00:05:00Z"),
+                trigger: Trigger::Schedule,
+                attempt: 1,
+                node: &node,
+            };
+            store.claim_fire(c).await.unwrap().is_some()
+        }));
+    }
+    let mut winners = 0;
+    for t in tasks {
+        winners += usize::from(t.await.unwrap());
+    }
+    assert_eq!(winners, 1);
+}
+
+async fn last_fire_follows_scheduled_claims<S: Store>(store: Arc<S>) {
+    let n = name("cursor");
+    store
+        .upsert_job(&job("cursor"), ts("2026-01-01T00:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(store.last_fire(&n).await.unwrap(), None);
+    store
+        .claim_fire(claim(&n, "2026-01-01T00:10:00Z", 1))
+        .await
+        .unwrap();
+    store
+        .claim_fire(claim(&n, "2026-01-01T00:05:00Z", 1))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.last_fire(&n).await.unwrap(),
+        Some(ts("2026-01-01T00:10:00Z"))
+    );
+    // Retries do not move it: they are not new fires.
+    let retry = ClaimFire {
+        trigger: Trigger::Retry,
+        ..claim(&n, "2026-01-01T00:20:00Z", 2)
+    };
+    store.claim_fire(retry).await.unwrap();
+    assert_eq!(
+        store.last_fire(&n).await.unwrap(),
+        Some(ts("2026-01-01T00:10:00Z"))
+    );
+    // Pruning all history keeps it: a restart must still know where the schedule stood.
+    store
+        .abandon_runs(None, ts("2026-01-01T01:00:00Z"))
+        .await
+        .unwrap();
+    store
+        .prune_runs(0, ts("2027-01-01T00:00:00Z"))
+        .await
+        .unwrap();
+    assert!(store
+        .list_runs(&RunFilter {
+            job: Some(n.clone()),
+            ..RunFilter::default()
+        })
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store.last_fire(&n).await.unwrap(),
+        Some(ts("2026-01-01T00:10:00Z"))
+    );
+}
+
+async fn results_need_the_current_fencing_token<S: Store>(store: Arc<S>) {
+    let n = name("fenced");
+    store
+        .upsert_job(&job("fenced"), ts("2026-01-01T00:00:00Z"))
+        .await
+        .unwrap();
+    let run = store
+        .claim_fire(claim(&n, "2026-01-01T00:05:00Z", 1))
+        .await
+        .unwrap()
+        .unwrap();
+    let stale = run.fencing_token.wrapping_add(1);
+    assert!(!store
+        .start_run(run.id, stale, ts("2026-01-01T00:05:00Z"))
+        .await
+        .unwrap());
+    assert!(store
+        .start_run(run.id, run.fencing_token, ts("2026-01-01T00:05:00Z"))
+        .await
+        .unwrap());
+    assert!(
+        !store
+            .start_run(run.id, run.fencing_token, ts("2026-01-01T00:05:01Z"))
+            .await
+            .unwrap(),
+        "started twice"
+    );
+    assert!(!store
+        .finish_run(finish(
+            run.id,
+            stale,
+            RunStatus::Succeeded,
+            "2026-01-01T00:05:02Z"
+        ))
+        .await
+        .unwrap());
+    assert_eq!(
+        store.get_run(run.id).await.unwrap().unwrap().status,
+        RunStatus::Running
+    );
+    let done = FinishRun {
+        exit_code: Some(3),
+        error: Some("exit status 3".into()),
+        output: Some("tail of output".into()),
+        ..finish(
+            run.id,
+            run.fencing_token,
+            RunStatus::Failed,
+            "2026-01-01T00:05:04Z",
+        )
+    };
+    assert!(store.finish_run(done).await.unwrap());
+    // A second result (a slow duplicate, a node back from the dead) changes nothing.
+    assert!(!store
+        .finish_run(finish(
+            run.id,
+            run.fencing_token,
+            RunStatus::Succeeded,
+            "2026-01-01T00:06:00Z"
+        ))
+        .await
+        .unwrap());
+    let stored = store.get_run(run.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, RunStatus::Failed);
+    assert_eq!(stored.exit_code, Some(3));
+    assert_eq!(stored.output.as_deref(), Some("tail of output"));
+    assert_eq!(stored.duration(), Some(SignedDuration::from_secs(4)));
+    // Only final statuses finish a run.
+    assert!(store
+        .finish_run(finish(
+            run.id,
+            run.fencing_token,
+            RunStatus::Running,
+            "2026-01-01T00:06:00Z"
+        ))
+        .await
+        .is_err());
+}
+
+async fn unfinished_runs_are_abandoned_not_lost<S: Store>(store: Arc<S>) {
+    let n = name("crashy");
+    store
+        .upsert_job(&job("crashy"), ts("2026-01-01T00:00:00Z"))
+        .await
+        .unwrap();
+    let running = store
+        .claim_fire(claim(&n, "2026-01-01T00:05:00Z", 1))
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .start_run(
+            running.id,
+            running.fencing_token,
+            ts("2026-01-01T00:05:00Z"),
+        )
+        .await
+        .unwrap();
+    let queued = store
+        .claim_fire(claim(&n, "2026-01-01T00:10:00Z", 1))
+        .await
+        .unwrap()
+        .unwrap();
+    let other_node = store
+        .claim_fire(ClaimFire {
+            node: "node-b",
+            ..claim(&n, "2026-01-01T00:15:00Z", 1)
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    let done = store
+        .claim_fire(claim(&n, "2026-01-01T00:00:00Z", 1))
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .finish_run(finish(
+            done.id,
+            done.fencing_token,
+            RunStatus::Succeeded,
+            "2026-01-01T00:00:01Z",
+        ))
+        .await
+        .unwrap();
+
+    let abandoned = store
+        .abandon_runs(Some("node-a"), ts("2026-01-01T01:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(
+        abandoned.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [running.id, queued.id]
+    );
+    assert!(abandoned
+        .iter()
+        .all(|r| r.status == RunStatus::Abandoned
+            && r.finished_at == Some(ts("2026-01-01T01:00:00Z"))));
+    assert!(abandoned[0].error.as_deref().unwrap().contains("running"));
+    // The old holder can no longer record a result.
+    assert!(!store
+        .finish_run(finish(
+            running.id,
+            running.fencing_token,
+            RunStatus::Succeeded,
+            "2026-01-01T01:00:01Z"
+        ))
+        .await
+        .unwrap());
+    assert_eq!(
+        store.get_run(other_node.id).await.unwrap().unwrap().status,
+        RunStatus::Queued
+    );
+    assert_eq!(
+        store.get_run(done.id).await.unwrap().unwrap().status,
+        RunStatus::Succeeded
+    );
+    assert_eq!(
+        store
+            .abandon_runs(None, ts("2026-01-01T01:00:00Z"))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+async fn runs_list_newest_first_with_filters<S: Store>(store: Arc<S>) {
+    let (a, b) = (name("alpha"), name("beta"));
+    store
+        .upsert_job(&job("alpha"), ts("2026-01-01T00:00:00Z"))
+        .await
+        .unwrap();
+    store
+        .upsert_job(&job("beta"), ts("2026-01-01T00:00:00Z"))
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for minute in 0..6 {
+        let which = if minute % 2 == 0 { &a } else { &b };
+        let at = format!("2026-01-01T00:{minute:02}:00Z");
+        let run = store
+            .claim_fire(claim(which, &at, 1))
+            .await
+            .unwrap()
+            .unwrap();
+        let status = if minute < 3 {
+            RunStatus::Succeeded
+        } else {
+            RunStatus::Failed
+        };
+        store
+            .finish_run(finish(run.id, run.fencing_token, status, &at))
+            .await
+            .unwrap();
+        ids.push(run.id);
+    }
+    let all = store.list_runs(&RunFilter::default()).await.unwrap();
+    assert_eq!(
+        all.iter().map(|r| r.id).collect::<Vec<_>>(),
+        ids.iter().rev().copied().collect::<Vec<_>>()
+    );
+    let alpha = store
+        .list_runs(&RunFilter {
+            job: Some(a.clone()),
+            ..RunFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        alpha.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [ids[4], ids[2], ids[0]]
+    );
+    let failed = store
+        .list_runs(&RunFilter {
+            status: Some(RunStatus::Failed),
+            ..RunFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(failed.len(), 3);
+    let window = RunFilter {
+        since: Some(ts("2026-01-01T00:02:00Z")),
+        until: Some(ts("2026-01-01T00:04:00Z")),
+        ..RunFilter::default()
+    };
+    assert_eq!(
+        store
+            .list_runs(&window)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect::<Vec<_>>(),
+        [ids[3], ids[2]]
+    );
+    let page = RunFilter {
+        limit: Some(2),
+        before_id: Some(ids[4]),
+        ..RunFilter::default()
+    };
+    assert_eq!(
+        store
+            .list_runs(&page)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect::<Vec<_>>(),
+        [ids[3], ids[2]]
+    );
+    let manual = RunFilter {
+        trigger: Some(Trigger::Manual),
+        ..RunFilter::default()
+    };
+    assert!(store.list_runs(&manual).await.unwrap().is_empty());
+}
+
+async fn stats_summarise_history<S: Store>(store: Arc<S>) {
+    let n = name("stats");
+    store
+        .upsert_job(&job("stats"), ts("2026-01-01T00:00:00Z"))
+        .await
+        .unwrap();
+    // Durations 1..=10 s; the last three runs fail.
+    for i in 1..=10u32 {
+        let at = ts("2026-01-01T00:00:00Z") + SignedDuration::from_mins(i64::from(i));
+        let run = store
+            .claim_fire(ClaimFire {
+                job: &n,
+                scheduled_at: at,
+                trigger: Trigger::Schedule,
+                attempt: 1,
+                node: "node-a",
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        store
+            .start_run(run.id, run.fencing_token, at)
+            .await
+            .unwrap();
+        let status = if i > 7 {
+            RunStatus::Failed
+        } else {
+            RunStatus::Succeeded
+        };
+        let end = at + SignedDuration::from_secs(i64::from(i));
+        let f = FinishRun {
+            id: run.id,
+            fencing_token: run.fencing_token,
+            status,
+            finished_at: end,
+            exit_code: None,
+            error: None,
+            output: None,
+        };
+        store.finish_run(f).await.unwrap();
+    }
+    let skipped = NewRun {
+        job: &n,
+        scheduled_at: ts("2026-01-01T01:00:00Z"),
+        trigger: Trigger::Manual,
+        attempt: 1,
+        status: RunStatus::Skipped,
+        node: "node-a",
+        at: ts("2026-01-01T01:00:00Z"),
+        error: Some("the previous run was still going".into()),
+    };
+    store.record_run(skipped).await.unwrap();
+    let stats = store.job_stats(&n).await.unwrap();
+    assert_eq!(
+        (
+            stats.runs,
+            stats.succeeded,
+            stats.failed,
+            stats.consecutive_failures
+        ),
+        (11, 7, 3, 3)
+    );
+    assert_eq!(stats.success_rate(), Some(0.7));
+    assert_eq!(stats.duration_p50, Some(SignedDuration::from_secs(5)));
+    assert_eq!(stats.duration_p95, Some(SignedDuration::from_secs(10)));
+    assert_eq!(stats.duration_max, Some(SignedDuration::from_secs(10)));
+    assert_eq!(stats.last_success, Some(ts("2026-01-01T00:07:07Z")));
+    assert_eq!(stats.last_failure, Some(ts("2026-01-01T00:10:10Z")));
+    assert_eq!(store.job_stats(&name("absent")).await.unwrap().runs, 0);
+}
+
+async fn pruning_keeps_the_newest_and_the_unfinished<S: Store>(store: Arc<S>) {
+    let (a, b) = (name("prune-a"), name("prune-b"));
+    store
+        .upsert_job(&job("prune-a"), ts("2026-01-01T00:00:00Z"))
+        .await
+        .unwrap();
+    store
+        .upsert_job(&job("prune-b"), ts("2026-01-01T00:00:00Z"))
+        .await
+        .unwrap();
+    for day in 1..=5 {
+        for n in [&a, &b] {
+            let at = format!("2026-01-0{day}T00:00:00Z");
+            let run = store.claim_fire(claim(n, &at, 1)).await.unwrap().unwrap();
+            store
+                .finish_run(finish(run.id, run.fencing_token, RunStatus::Succeeded, &at))
+                .await
+                .unwrap();
+        }
+    }
+    let unfinished = store
+        .claim_fire(claim(&a, "2025-12-01T00:00:00Z", 1))
+        .await
+        .unwrap()
+        .unwrap();
+    // Keep 3 per job, and nothing that finished before Jan 3.
+    let deleted = store
+        .prune_runs(3, ts("2026-01-03T00:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(deleted, 4);
+    for n in [&a, &b] {
+        let left = store
+            .list_runs(&RunFilter {
+                job: Some(n.clone()),
+                status: Some(RunStatus::Succeeded),
+                ..RunFilter::default()
+            })
+            .await
+            .unwrap();
+        let days: Vec<String> = left
+            .iter()
+            .map(|r| r.scheduled_at.strftime("%d").to_string())
+            .collect();
+        assert_eq!(days, ["05", "04", "03"]);
+    }
+    assert_eq!(
+        store.get_run(unfinished.id).await.unwrap().unwrap().status,
+        RunStatus::Queued
+    );
+    assert_eq!(
+        store
+            .prune_runs(1, ts("2026-01-01T00:00:00Z"))
+            .await
+            .unwrap(),
+        4
+    );
+}
+
+macro_rules! conformance {
+    ($backend:ident, $open:expr) => {
+        mod $backend {
+            use super::*;
+
+            async fn open() -> Arc<impl Store> {
+                Arc::new($open.await)
+            }
+
+            #[tokio::test]
+            async fn jobs_are_versioned_by_content() {
+                super::jobs_are_versioned_by_content(open().await).await;
+            }
+            #[tokio::test]
+            async fn deleting_a_job_deletes_its_history() {
+                super::deleting_a_job_deletes_its_history(open().await).await;
+            }
+            #[tokio::test]
+            async fn each_fire_is_claimed_once() {
+                super::each_fire_is_claimed_once(open().await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn racing_claims_have_one_winner() {
+                super::racing_claims_have_one_winner(open().await).await;
+            }
+            #[tokio::test]
+            async fn last_fire_follows_scheduled_claims() {
+                super::last_fire_follows_scheduled_claims(open().await).await;
+            }
+            #[tokio::test]
+            async fn results_need_the_current_fencing_token() {
+                super::results_need_the_current_fencing_token(open().await).await;
+            }
+            #[tokio::test]
+            async fn unfinished_runs_are_abandoned_not_lost() {
+                super::unfinished_runs_are_abandoned_not_lost(open().await).await;
+            }
+            #[tokio::test]
+            async fn runs_list_newest_first_with_filters() {
+                super::runs_list_newest_first_with_filters(open().await).await;
+            }
+            #[tokio::test]
+            async fn stats_summarise_history() {
+                super::stats_summarise_history(open().await).await;
+            }
+            #[tokio::test]
+            async fn pruning_keeps_the_newest_and_the_unfinished() {
+                super::pruning_keeps_the_newest_and_the_unfinished(open().await).await;
+            }
+        }
+    };
+}
+
+/// A fresh database file per test, in WAL mode like production (an in-memory database would
+/// serialise everything through one connection and hide races).
+async fn sqlite_file() -> cronwarden::store::SqliteStore {
+    let dir = std::env::temp_dir().join(format!("cronwarden-conformance-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{}.db", fastrand_name()));
+    cronwarden::store::SqliteStore::open(path.to_str().unwrap())
+        .await
+        .unwrap()
+}
+
+fn fastrand_name() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{nanos}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+conformance!(sqlite, sqlite_file());
+conformance!(sqlite_in_memory, async {
+    cronwarden::store::SqliteStore::open_in_memory()
+        .await
+        .unwrap()
+});
+
+#[tokio::test]
+async fn sqlite_data_survives_reopening_and_migrations_run_once() {
+    let dir = std::env::temp_dir().join(format!("cronwarden-reopen-{}", fastrand_name()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("state.db");
+    let path = path.to_str().unwrap();
+    let store = cronwarden::store::SqliteStore::open(path).await.unwrap();
+    store
+        .upsert_job(&job("durable"), ts("2026-01-01T00:00:00Z"))
+        .await
+        .unwrap();
+    let run = store
+        .claim_fire(claim(&name("durable"), "2026-01-01T00:05:00Z", 1))
+        .await
+        .unwrap()
+        .unwrap();
+    store.close().await;
+    let reopened = cronwarden::store::SqliteStore::open(path).await.unwrap();
+    assert_eq!(
+        reopened
+            .get_job(&name("durable"))
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        1
+    );
+    assert_eq!(
+        reopened.get_run(run.id).await.unwrap().unwrap().status,
+        RunStatus::Queued
+    );
+    assert!(reopened
+        .claim_fire(claim(&name("durable"), "2026-01-01T00:05:00Z", 1))
+        .await
+        .unwrap()
+        .is_none());
+    reopened.close().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
