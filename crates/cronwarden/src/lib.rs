@@ -8,6 +8,7 @@
 //!
 //! - [`schedule`]: cron expressions and intervals, parsed into a compact form, and the
 //!   computation of fire instants in any IANA time zone with explicit daylight-saving rules.
+//! - [`clock`]: the time as the scheduler sees it, with a test clock that tests advance.
 //! - [`model`]: jobs, their policies and actions, and the runs they produce.
 //! - [`store`]: persistence behind one trait; SQLite embedded by default.
 //!
@@ -21,6 +22,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod clock;
 pub mod model;
 pub mod schedule;
 pub mod store;
