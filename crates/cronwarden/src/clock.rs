@@ -60,7 +60,7 @@ impl TestClock {
 
     /// Moves the clock forward by `by`.
     pub fn advance(&self, by: SignedDuration) {
-        self.time.send_modify(|t| *t = *t + by);
+        self.time.send_modify(|t| *t += by);
     }
 
     /// Sets the clock to `to` (which may be in the past: a stepped system clock).

@@ -1,7 +1,8 @@
-//! The command line: `cronwarden next` and `cronwarden explain` (the daemon and the job and run
-//! commands come with the scheduler).
+//! The command line: `cronwarden next`, `cronwarden explain` and `cronwarden validate` (the
+//! daemon and the job and run commands come with the scheduler).
 
 mod schedule;
+mod validate;
 
 use clap::{Parser, Subcommand};
 
@@ -19,6 +20,8 @@ enum Command {
     Next(schedule::NextArgs),
     /// Say in plain English what a schedule means and how it behaves on DST changes.
     Explain(schedule::ExplainArgs),
+    /// Check a configuration file (settings and jobs) without running anything.
+    Validate(validate::ValidateArgs),
 }
 
 /// A failure to report on stderr; the message is complete (it may span several lines).
@@ -36,5 +39,6 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Next(args) => schedule::next(args),
         Command::Explain(args) => schedule::explain(args),
+        Command::Validate(args) => validate::validate(args),
     }
 }

@@ -9,7 +9,7 @@ use jiff::{tz::TimeZone, Timestamp};
 use super::CliError;
 
 /// How fire instants are printed: RFC 3339 with the zone's numeric offset and whole seconds.
-const INSTANT_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%:z";
+pub(super) const INSTANT_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%:z";
 
 /// The options every schedule command shares: how to read the expression.
 #[derive(Debug, Args)]
@@ -79,7 +79,7 @@ pub struct ExplainArgs {
     json: bool,
 }
 
-fn instant(flag: &str, text: &str) -> Result<Timestamp, CliError> {
+pub(super) fn instant(flag: &str, text: &str) -> Result<Timestamp, CliError> {
     text.parse().map_err(|e| {
         CliError(format!(
             "{flag} {text:?} is not an RFC 3339 instant such as 2026-03-29T01:30:00+01:00 ({e})"
@@ -121,7 +121,7 @@ impl ScheduleArgs {
     }
 }
 
-fn write_out(text: &str) -> Result<(), CliError> {
+pub(super) fn write_out(text: &str) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
     // A closed pipe (`cronwarden next ... | head -1`) is not an error worth reporting.
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {

@@ -113,6 +113,14 @@ fn job_from_row(row: &SqliteRow) -> Result<JobRecord, StoreError> {
     })
 }
 
+/// The single row of a `RETURNING` statement. Such statements are read with `fetch_all`: a
+/// statement stepped only to its first row is not finished, and in SQLite an unfinished write
+/// keeps its transaction, and the database's write lock, open.
+fn one(rows: &[SqliteRow]) -> Result<&SqliteRow, StoreError> {
+    rows.first()
+        .ok_or_else(|| StoreError::Corrupt("a RETURNING statement returned no row".to_owned()))
+}
+
 /// A fresh fencing token: random, so that no two claims share one even across restarts.
 fn fencing_token() -> i64 {
     fastrand::i64(1..i64::MAX)
@@ -200,10 +208,10 @@ impl Store for SqliteStore {
         .bind(spec.name.as_str())
         .bind(&json)
         .bind(micros(now))
-        .fetch_one(&self.pool)
+        .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        job_from_row(&row)
+        job_from_row(one(&row)?)
     }
 
     async fn get_job(&self, name: &JobName) -> Result<Option<JobRecord>, StoreError> {
@@ -248,10 +256,15 @@ impl Store for SqliteStore {
         .bind(i64::from(claim.attempt))
         .bind(claim.node)
         .bind(fencing_token())
-        .fetch_optional(&mut *tx)
+        .fetch_all(&mut *tx)
         .await
         .map_err(db)?;
-        let Some(row) = row else { return Ok(None) };
+        let Some(row) = row.first() else {
+            // Already claimed. Commit anyway: a dropped transaction would hold SQLite's write
+            // lock until its rollback ran, stalling every other writer.
+            tx.commit().await.map_err(db)?;
+            return Ok(None);
+        };
         if matches!(claim.trigger, Trigger::Schedule | Trigger::CatchUp) {
             sqlx::query("UPDATE jobs SET last_fire_at = MAX(COALESCE(last_fire_at, ?2), ?2) WHERE name = ?1")
                 .bind(claim.job.as_str())
@@ -261,7 +274,7 @@ impl Store for SqliteStore {
                 .map_err(db)?;
         }
         tx.commit().await.map_err(db)?;
-        run_from_row(&row).map(Some)
+        run_from_row(row).map(Some)
     }
 
     async fn record_run(&self, run: NewRun<'_>) -> Result<Run, StoreError> {
@@ -280,10 +293,10 @@ impl Store for SqliteStore {
         .bind(fencing_token())
         .bind(final_at)
         .bind(&run.error)
-        .fetch_one(&self.pool)
+        .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        run_from_row(&row)
+        run_from_row(one(&row)?)
     }
 
     async fn start_run(

@@ -1,0 +1,105 @@
+//! In-process Rust jobs, registered by name.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::{Executor, Outcome, RunContext};
+use crate::model::Action;
+
+/// An error from a Rust job, carrying the retry decision.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum JobError {
+    /// Another attempt may succeed (a timeout, an unavailable service).
+    #[error("{0}")]
+    Retryable(String),
+    /// No attempt will succeed (bad data, a bug): retries stop at once.
+    #[error("{0}")]
+    Fatal(String),
+}
+
+/// A job written in Rust. Closures `Fn(RunContext) -> impl Future<Output = Result<String,
+/// JobError>>` implement it.
+#[async_trait]
+pub trait RustJob: Send + Sync + 'static {
+    /// Runs once; the `String` is kept as the run's output. Return promptly when
+    /// `ctx.cancel` fires.
+    async fn run(&self, ctx: RunContext) -> Result<String, JobError>;
+}
+
+#[async_trait]
+impl<F, Fut> RustJob for F
+where
+    F: Fn(RunContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<String, JobError>> + Send + 'static,
+{
+    async fn run(&self, ctx: RunContext) -> Result<String, JobError> {
+        self(ctx).await
+    }
+}
+
+/// The registered Rust jobs.
+#[derive(Clone, Default)]
+pub struct RustJobs {
+    handlers: HashMap<String, Arc<dyn RustJob>>,
+}
+
+impl RustJobs {
+    /// No handlers.
+    pub fn new() -> RustJobs {
+        RustJobs::default()
+    }
+
+    /// Registers `job` as `name`; a job with `action = { type = "rust", handler = "name" }`
+    /// runs it.
+    pub fn register(mut self, name: impl Into<String>, job: impl RustJob) -> RustJobs {
+        self.handlers.insert(name.into(), Arc::new(job));
+        self
+    }
+
+    /// Whether `name` is registered.
+    pub fn contains(&self, name: &str) -> bool {
+        self.handlers.contains_key(name)
+    }
+}
+
+#[async_trait]
+impl Executor for RustJobs {
+    async fn execute(&self, action: &Action, ctx: &RunContext) -> Outcome {
+        let Action::Rust { handler } = action else {
+            return Outcome::fatal("not a Rust action");
+        };
+        let Some(job) = self.handlers.get(handler).cloned() else {
+            return Outcome::fatal(format!("no Rust handler is registered as {handler:?}"));
+        };
+        // A panicking job must not take the scheduler with it: run it as its own task, which is
+        // aborted if the run is abandoned (timeout, replace, shutdown) while it is still going.
+        let task = tokio_util::task::AbortOnDropHandle::new(tokio::spawn({
+            let ctx = ctx.clone();
+            async move { job.run(ctx).await }
+        }));
+        match task.await {
+            Ok(Ok(output)) => Outcome::Succeeded {
+                output: Some(output).filter(|o| !o.is_empty()),
+                exit_code: None,
+            },
+            Ok(Err(JobError::Retryable(e))) => Outcome::retryable(e),
+            Ok(Err(JobError::Fatal(e))) => Outcome::fatal(e),
+            Err(join) if join.is_panic() => {
+                Outcome::retryable(format!("the job panicked: {}", panic_message(join)))
+            }
+            Err(join) => Outcome::retryable(format!("the job's task ended: {join}")),
+        }
+    }
+}
+
+fn panic_message(join: tokio::task::JoinError) -> String {
+    let payload = join.into_panic();
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_owned())
+}

@@ -1,0 +1,497 @@
+//! The scheduler: fires jobs on time, applies their policies and records every run.
+//!
+//! One loop owns the timetable. It sleeps until the earliest due fire (or until a job changes, or
+//! a stop is asked for), claims what is due in the store, and hands each claimed run to its own
+//! task. The next fire is always computed from the *scheduled* instant, never from "now", so a
+//! slow run or a slow loop never shifts a schedule; fires that are found late (the process was
+//! down or stalled) go through the job's misfire policy.
+//!
+//! Lifecycle, as for every background service here: [`Scheduler::start`] returns at once;
+//! [`Scheduler::stop`] stops firing, lets running runs finish within the grace period, cancels
+//! the rest (recording them `interrupted`) and returns when everything has ended. Stopping twice,
+//! or stopping a scheduler that never started, is harmless.
+
+mod runner;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use jiff::{SignedDuration, Timestamp};
+use tokio::sync::{broadcast, Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::clock::Clock;
+use crate::executor::Executors;
+use crate::model::{JobName, JobSpec, MisfirePolicy, Run, RunId, RunStatus, SpecError, Trigger};
+use crate::schedule::Schedule;
+use crate::store::{ClaimFire, FinishRun, JobRecord, NewRun, Store, StoreError};
+
+/// Settings of a scheduler.
+#[derive(Clone, Debug)]
+pub struct SchedulerConfig {
+    /// This node's name, recorded with every run it claims.
+    pub node: String,
+    /// At most this many runs execute at once, across all jobs.
+    pub max_concurrent_runs: usize,
+    /// How long a stop waits for running runs before cancelling them.
+    pub shutdown_grace: SignedDuration,
+    /// At most this many `missed` records are written for one job's backlog of missed fires
+    /// (the newest ones); older ones are counted in the log.
+    pub max_missed_records: usize,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            node: "local".to_owned(),
+            max_concurrent_runs: 64,
+            shutdown_grace: SignedDuration::from_secs(30),
+            max_missed_records: 1000,
+        }
+    }
+}
+
+/// What happened, for observers (tests, the API's live events, metrics).
+#[derive(Clone, Debug, PartialEq)]
+pub enum SchedulerEvent {
+    /// A run started executing.
+    RunStarted(Run),
+    /// A run reached a final status (including `skipped` and `missed` records).
+    RunFinished(Run),
+}
+
+/// Why an API call on the scheduler failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    /// No job has that name.
+    #[error("no job is named {0:?}")]
+    UnknownJob(String),
+    /// The job definition is invalid.
+    #[error("invalid job: {0}")]
+    Invalid(#[from] SpecError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A job as the loop holds it.
+struct JobState {
+    spec: Arc<JobSpec>,
+    schedule: Option<Schedule>,
+    /// The next scheduled instant not yet handled.
+    next_fire: Option<Timestamp>,
+    /// Runs executing now, with the tokens that cancel them.
+    running: HashMap<RunId, CancellationToken>,
+    /// A claimed run waiting for the current one (`overlap = queue`).
+    waiting: Option<Run>,
+    /// Signalled whenever one of the job's runs ends.
+    idle: Arc<Notify>,
+}
+
+pub(crate) struct Inner {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    executors: Executors,
+    config: SchedulerConfig,
+    // A std mutex, not a tokio one: it is never held across an await.
+    jobs: Mutex<BTreeMap<JobName, JobState>>,
+    /// Wakes the loop when the timetable changes.
+    wake: Notify,
+    /// Stops new fires (the first step of a stop).
+    stop_firing: CancellationToken,
+    /// Cancels running runs (the last step of a stop).
+    cancel_runs: CancellationToken,
+    tasks: TaskTracker,
+    permits: Arc<Semaphore>,
+    events: broadcast::Sender<SchedulerEvent>,
+}
+
+/// The scheduler. Cheap to clone; clones share one scheduler.
+#[derive(Clone)]
+pub struct Scheduler {
+    inner: Arc<Inner>,
+    started: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Scheduler {
+    /// A scheduler over `store`, timed by `clock`, running actions with `executors`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        executors: Executors,
+        config: SchedulerConfig,
+    ) -> Scheduler {
+        let (events, _) = broadcast::channel(4096);
+        Scheduler {
+            inner: Arc::new(Inner {
+                store,
+                clock,
+                executors,
+                permits: Arc::new(Semaphore::new(config.max_concurrent_runs.max(1))),
+                config,
+                jobs: Mutex::new(BTreeMap::new()),
+                wake: Notify::new(),
+                stop_firing: CancellationToken::new(),
+                cancel_runs: CancellationToken::new(),
+                tasks: TaskTracker::new(),
+                events,
+            }),
+            started: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        }
+    }
+
+    /// Events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<SchedulerEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Starts the loop and returns at once. The loop first recovers what a previous process
+    /// left behind: runs still `queued` or `running` are recorded `abandoned` and retried per
+    /// their job's policy; fires missed while nothing ran go through each job's misfire policy.
+    pub fn start(&self) {
+        if self.started.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        let inner = self.inner.clone();
+        self.inner.tasks.spawn(async move {
+            if let Err(e) = inner.recover().await {
+                tracing::error!(error = %e, "recovery after start failed; continuing with the timetable");
+            }
+            inner.run_loop().await;
+        });
+    }
+
+    /// Stops: no new fires; running runs get the grace period to finish, then are cancelled and
+    /// recorded `interrupted`. Returns when every task has ended.
+    pub async fn stop(&self) {
+        let inner = &self.inner;
+        inner.stop_firing.cancel();
+        inner.wake.notify_one();
+        inner.tasks.close();
+        let deadline = inner.clock.now() + inner.config.shutdown_grace;
+        tokio::select! {
+            () = inner.tasks.wait() => {}
+            () = inner.clock.sleep_until(deadline) => {
+                inner.cancel_runs.cancel();
+                inner.tasks.wait().await;
+            }
+        }
+        inner.cancel_runs.cancel();
+    }
+
+    /// Stores a job (creating or changing it) and puts it on the timetable at once. A changed
+    /// schedule takes effect from now; history is kept.
+    pub async fn upsert_job(&self, spec: JobSpec) -> Result<JobRecord, SchedulerError> {
+        spec.validate()?;
+        let record = self
+            .inner
+            .store
+            .upsert_job(&spec, self.inner.clock.now())
+            .await?;
+        self.inner.put_job(&record.spec, None)?;
+        self.inner.wake.notify_one();
+        Ok(record)
+    }
+
+    /// Runs a job now, whatever its schedule (and even when it is paused).
+    pub async fn trigger(&self, name: &JobName) -> Result<Run, SchedulerError> {
+        let inner = &self.inner;
+        if !inner.jobs.lock().unwrap().contains_key(name) {
+            return Err(SchedulerError::UnknownJob(name.to_string()));
+        }
+        let now = inner.clock.now();
+        let run = inner
+            .store
+            .record_run(NewRun {
+                job: name,
+                scheduled_at: now,
+                trigger: Trigger::Manual,
+                attempt: 1,
+                status: RunStatus::Queued,
+                node: &inner.config.node,
+                at: now,
+                error: None,
+            })
+            .await?;
+        inner.clone().dispatch(run.clone()).await;
+        Ok(run)
+    }
+
+    /// The next `count` fires of a job, from the loop's own timetable.
+    pub fn next_fires(&self, name: &JobName, count: usize) -> Option<Vec<Timestamp>> {
+        let jobs = self.inner.jobs.lock().unwrap();
+        let job = jobs.get(name)?;
+        let (Some(schedule), Some(first)) = (&job.schedule, job.next_fire) else {
+            return Some(Vec::new());
+        };
+        let mut fires = vec![first];
+        fires.extend(schedule.fires_after(first).take(count.saturating_sub(1)));
+        fires.truncate(count);
+        Some(fires)
+    }
+}
+
+impl Inner {
+    fn emit(&self, event: SchedulerEvent) {
+        // No subscriber is fine.
+        let _ = self.events.send(event);
+    }
+
+    /// Puts a job on the timetable; `resume_after` is where its schedule stood (the last fire
+    /// claimed) when known, else it fires from now on.
+    fn put_job(&self, spec: &JobSpec, resume_after: Option<Timestamp>) -> Result<(), SpecError> {
+        let schedule = spec.schedule()?;
+        let now = self.clock.now();
+        let mut jobs = self.jobs.lock().unwrap();
+        let previous = jobs.remove(&spec.name);
+        let next_fire = match (&schedule, resume_after) {
+            (Some(s), Some(last)) => s.next_after(last),
+            (Some(s), None) => s.next_after(now),
+            (None, _) => None,
+        };
+        // A changed job keeps its runs in flight (and their bookkeeping).
+        let (running, waiting, idle) = match previous {
+            Some(p) => (p.running, p.waiting, p.idle),
+            None => Default::default(),
+        };
+        jobs.insert(
+            spec.name.clone(),
+            JobState {
+                spec: Arc::new(spec.clone()),
+                schedule,
+                next_fire,
+                running,
+                waiting,
+                idle,
+            },
+        );
+        Ok(())
+    }
+
+    async fn recover(self: &Arc<Self>) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        for record in self.store.list_jobs().await? {
+            let last = self.store.last_fire(&record.spec.name).await?;
+            if let Err(e) = self.put_job(&record.spec, last) {
+                tracing::error!(job = %record.spec.name, error = %e, "stored job is invalid; it will not fire");
+            }
+        }
+        // Single-node recovery: every unfinished run belongs to a process that is gone.
+        for run in self.store.abandon_runs(None, now).await? {
+            tracing::warn!(job = %run.job, run = %run.id, "run was left unfinished by a previous process; recorded abandoned");
+            self.emit(SchedulerEvent::RunFinished(run.clone()));
+            let spec = self
+                .jobs
+                .lock()
+                .unwrap()
+                .get(&run.job)
+                .map(|j| j.spec.clone());
+            if let Some(spec) = spec {
+                self.clone().retry_if_allowed(&spec, &run, true).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn run_loop(self: Arc<Self>) {
+        loop {
+            let now = self.clock.now();
+            let due = self.take_due(now);
+            for (job, fires) in due {
+                let inner = self.clone();
+                self.tasks
+                    .spawn(async move { inner.handle_due(job, fires, now).await });
+            }
+            let earliest = self
+                .jobs
+                .lock()
+                .unwrap()
+                .values()
+                .filter_map(|j| j.next_fire.filter(|_| j.spec.enabled))
+                .min();
+            tokio::select! {
+                () = self.stop_firing.cancelled() => return,
+                () = self.wake.notified() => {}
+                () = async {
+                    match earliest {
+                        Some(at) => self.clock.sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => {}
+            }
+        }
+    }
+
+    /// Every enabled job's fires at or before `now`, advancing each timetable past them.
+    fn take_due(&self, now: Timestamp) -> Vec<(Arc<JobSpec>, Vec<Timestamp>)> {
+        let mut jobs = self.jobs.lock().unwrap();
+        let mut due = Vec::new();
+        for job in jobs.values_mut() {
+            let (Some(schedule), true) = (&job.schedule, job.spec.enabled) else {
+                continue;
+            };
+            let mut fires = Vec::new();
+            let mut skipped = 0usize;
+            while let Some(at) = job.next_fire.filter(|at| *at <= now) {
+                if fires.len() == self.config.max_missed_records + 1 {
+                    fires.remove(0);
+                    skipped += 1;
+                }
+                fires.push(at);
+                job.next_fire = schedule.next_after(at);
+            }
+            if skipped > 0 {
+                tracing::warn!(job = %job.spec.name, skipped, "older missed fires were not recorded");
+            }
+            if !fires.is_empty() {
+                due.push((job.spec.clone(), fires));
+            }
+        }
+        due
+    }
+
+    /// Handles a job's due fires. Those within the job's grace period are ordinary fires; older
+    /// ones were missed (the process was down or stalled) and go through the misfire policy.
+    /// Catch-up runs go one after another, whatever the overlap policy: they are one backlog.
+    async fn handle_due(
+        self: Arc<Self>,
+        spec: Arc<JobSpec>,
+        fires: Vec<Timestamp>,
+        now: Timestamp,
+    ) {
+        let (on_time, late): (Vec<Timestamp>, Vec<Timestamp>) = fires
+            .into_iter()
+            .partition(|at| now.duration_since(*at) <= spec.misfire_grace);
+        let (catch_up, missed): (Vec<Timestamp>, Vec<Timestamp>) = match spec.misfire {
+            MisfirePolicy::Skip => (Vec::new(), late),
+            MisfirePolicy::RunOnce => {
+                let mut late = late;
+                let last = late.pop().into_iter().collect();
+                (last, late)
+            }
+            MisfirePolicy::RunAll { window } => late
+                .into_iter()
+                .partition(|at| now.duration_since(*at) <= window),
+        };
+        for at in missed {
+            self.record_missed(&spec, at).await;
+        }
+        let backlog = !catch_up.is_empty();
+        for at in catch_up {
+            self.wait_idle(&spec.name).await;
+            self.clone()
+                .claim_and_dispatch(&spec, at, Trigger::CatchUp)
+                .await;
+        }
+        for at in on_time {
+            if backlog {
+                self.wait_idle(&spec.name).await;
+            }
+            self.clone()
+                .claim_and_dispatch(&spec, at, Trigger::Schedule)
+                .await;
+        }
+    }
+
+    async fn record_missed(&self, spec: &JobSpec, at: Timestamp) {
+        let claim = ClaimFire {
+            job: &spec.name,
+            scheduled_at: at,
+            trigger: Trigger::Schedule,
+            attempt: 1,
+            node: &self.config.node,
+        };
+        match self.store.claim_fire(claim).await {
+            Ok(Some(run)) => {
+                let error =
+                    Some("missed: the scheduler was not running when this fire was due".to_owned());
+                self.finish(&run, RunStatus::Missed, None, error, None)
+                    .await;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(job = %spec.name, error = %e, "cannot record a missed fire"),
+        }
+    }
+
+    async fn claim_and_dispatch(self: Arc<Self>, spec: &JobSpec, at: Timestamp, trigger: Trigger) {
+        let claim = ClaimFire {
+            job: &spec.name,
+            scheduled_at: at,
+            trigger,
+            attempt: 1,
+            node: &self.config.node,
+        };
+        match self.store.claim_fire(claim).await {
+            Ok(Some(run)) => self.dispatch(run).await,
+            Ok(None) => tracing::debug!(job = %spec.name, %at, "fire already claimed"),
+            Err(e) => {
+                tracing::error!(job = %spec.name, %at, error = %e, "cannot claim a fire; it will be retried as a misfire after restart")
+            }
+        }
+    }
+
+    /// Records a final status for `run`; returns the run as recorded, or `None` if the result
+    /// was not recorded (the run was taken over, or the store failed).
+    async fn finish(
+        &self,
+        run: &Run,
+        status: RunStatus,
+        exit_code: Option<i32>,
+        error: Option<String>,
+        output: Option<String>,
+    ) -> Option<Run> {
+        let finished_at = self.clock.now();
+        let finish = FinishRun {
+            id: run.id,
+            fencing_token: run.fencing_token,
+            status,
+            finished_at,
+            exit_code,
+            error: error.clone(),
+            output: output.clone(),
+        };
+        match self.store.finish_run(finish).await {
+            Ok(true) => {
+                let mut done = run.clone();
+                done.status = status;
+                done.finished_at = Some(finished_at);
+                done.exit_code = exit_code;
+                done.error = error;
+                done.output = output;
+                self.emit(SchedulerEvent::RunFinished(done.clone()));
+                Some(done)
+            }
+            Ok(false) => {
+                tracing::warn!(run = %run.id, "result not recorded: the run was taken over or finished elsewhere");
+                None
+            }
+            Err(e) => {
+                tracing::error!(run = %run.id, error = %e, "cannot record a run's result");
+                None
+            }
+        }
+    }
+
+    /// Waits until no run of `job` is executing.
+    async fn wait_idle(&self, job: &JobName) {
+        loop {
+            let idle = self.jobs.lock().unwrap().get(job).map(|j| j.idle.clone());
+            let Some(idle) = idle else { return };
+            let notified = idle.notified();
+            tokio::pin!(notified);
+            // Register before checking, so that a run ending in between still wakes us.
+            notified.as_mut().enable();
+            if self
+                .jobs
+                .lock()
+                .unwrap()
+                .get(job)
+                .is_none_or(|j| j.running.is_empty() && j.waiting.is_none())
+            {
+                return;
+            }
+            notified.await;
+        }
+    }
+}

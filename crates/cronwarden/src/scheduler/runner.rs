@@ -1,0 +1,335 @@
+//! Running one claimed run: overlap, the global limit, jitter, timeout, cancellation, the
+//! result, retries and chained jobs.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use jiff::SignedDuration;
+use tokio_util::sync::CancellationToken;
+
+use super::{Inner, SchedulerEvent};
+use crate::executor::{Executor, Outcome, RunContext};
+use crate::model::{JobSpec, OverlapPolicy, Run, RunStatus, Trigger};
+use crate::store::{ClaimFire, NewRun};
+
+/// What the overlap policy decided for a new run.
+enum Admission {
+    Start(CancellationToken),
+    Wait,
+    Skip(String),
+}
+
+impl Inner {
+    /// Starts a claimed run, or queues or skips it per the job's overlap policy.
+    ///
+    /// Boxed because runs lead to runs (a waiting run, a retry, a chained job): the recursion
+    /// needs a named, `Send` future type.
+    pub(super) fn dispatch(self: Arc<Self>, run: Run) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(async move { self.dispatch_now(run).await })
+    }
+
+    async fn dispatch_now(self: Arc<Self>, run: Run) {
+        let admission = {
+            let mut jobs = self.jobs.lock().unwrap();
+            match jobs.get_mut(&run.job) {
+                None => Admission::Skip("skipped: the job was deleted".to_owned()),
+                Some(job) => self.admit(job, &run),
+            }
+        };
+        match admission {
+            Admission::Start(token) => {
+                let inner = self.clone();
+                self.tasks
+                    .spawn(async move { inner.execute(run, token).await });
+            }
+            Admission::Wait => {}
+            Admission::Skip(reason) => {
+                self.finish(&run, RunStatus::Skipped, None, Some(reason), None)
+                    .await;
+            }
+        }
+    }
+
+    /// The overlap policy's decision for `run`, given what its job is running now.
+    fn admit(&self, job: &mut super::JobState, run: &Run) -> Admission {
+        let busy = !job.running.is_empty();
+        let policy = job.spec.overlap;
+        let admit = |job: &mut super::JobState| {
+            let token = self.cancel_runs.child_token();
+            job.running.insert(run.id, token.clone());
+            Admission::Start(token)
+        };
+        match (busy, policy) {
+            (false, _) => admit(job),
+            (true, OverlapPolicy::Allow)
+                if job.running.len() < job.spec.max_concurrency as usize =>
+            {
+                admit(job)
+            }
+            (true, OverlapPolicy::Allow) => Admission::Skip(format!(
+                "skipped: {} runs of this job were going (max_concurrency)",
+                job.running.len()
+            )),
+            (true, OverlapPolicy::Skip) => {
+                Admission::Skip("skipped: the previous run was still going".to_owned())
+            }
+            (true, OverlapPolicy::Queue) if job.waiting.is_none() => {
+                job.waiting = Some(run.clone());
+                Admission::Wait
+            }
+            (true, OverlapPolicy::Queue) => {
+                Admission::Skip("skipped: a run was already waiting for the current one".to_owned())
+            }
+            (true, OverlapPolicy::Replace) => {
+                for token in job.running.values() {
+                    token.cancel();
+                }
+                admit(job)
+            }
+        }
+    }
+
+    /// Executes a run admitted by [`Self::dispatch`] and records its result, then starts what
+    /// follows from it: a waiting run, chained jobs, a retry.
+    async fn execute(self: Arc<Self>, run: Run, token: CancellationToken) {
+        let spec = self
+            .jobs
+            .lock()
+            .unwrap()
+            .get(&run.job)
+            .map(|j| j.spec.clone());
+        let Some(spec) = spec else { return };
+        let result = self.execute_admitted(&spec, &run, &token).await;
+        let (next, idle) = {
+            let mut jobs = self.jobs.lock().unwrap();
+            match jobs.get_mut(&run.job) {
+                Some(job) => {
+                    job.running.remove(&run.id);
+                    (job.waiting.take(), Some(job.idle.clone()))
+                }
+                None => (None, None),
+            }
+        };
+        if let Some(waiting) = next {
+            self.clone().dispatch(waiting).await;
+        }
+        if let Some(idle) = idle {
+            idle.notify_waiters();
+        }
+        let Some((finished, retryable)) = result else {
+            return;
+        };
+        if finished.status == RunStatus::Succeeded {
+            self.clone().start_chained(&spec).await;
+        } else if retryable {
+            self.retry_if_allowed(&spec, &finished, false).await;
+        }
+    }
+
+    /// Waits for a permit and the jitter, runs the action under the timeout and records the
+    /// result. Returns the run as recorded and whether a retry may help (`None` if the result
+    /// was not recorded: the run was taken over).
+    async fn execute_admitted(
+        &self,
+        spec: &JobSpec,
+        run: &Run,
+        token: &CancellationToken,
+    ) -> Option<(Run, bool)> {
+        let interrupted = |run: &Run| {
+            let run = run.clone();
+            async move {
+                self.finish(
+                    &run,
+                    RunStatus::Interrupted,
+                    None,
+                    Some(self.interruption()),
+                    None,
+                )
+                .await
+                .map(|r| (r, false))
+            }
+        };
+        let permit = tokio::select! {
+            permit = self.permits.clone().acquire_owned() => permit.ok(),
+            () = token.cancelled() => None,
+        };
+        if permit.is_none() {
+            return interrupted(run).await;
+        }
+        if let (Some(jitter), Trigger::Schedule) = (spec.jitter, run.trigger) {
+            let delay =
+                SignedDuration::from_nanos((jitter.as_nanos() as f64 * fastrand::f64()) as i64);
+            tokio::select! {
+                // From the scheduled instant: the spread must not depend on how late we got here.
+                () = self.clock.sleep_until(run.scheduled_at + delay) => {}
+                () = token.cancelled() => return interrupted(run).await,
+            }
+        }
+        let started_at = self.clock.now();
+        match self
+            .store
+            .start_run(run.id, run.fencing_token, started_at)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(run = %run.id, "not started: the run was taken over");
+                return None;
+            }
+            Err(e) => {
+                tracing::error!(run = %run.id, error = %e, "cannot mark a run started; not running it");
+                return None;
+            }
+        }
+        let mut started = run.clone();
+        started.status = RunStatus::Running;
+        started.started_at = Some(started_at);
+        self.emit(SchedulerEvent::RunStarted(started.clone()));
+
+        // The executor's token: cancelled by a timeout here, or with the run's own token (a
+        // stop, an operator, `overlap = replace`).
+        let exec_token = token.child_token();
+        let ctx = RunContext {
+            run_id: run.id,
+            job: run.job.clone(),
+            scheduled_at: run.scheduled_at,
+            attempt: run.attempt,
+            trigger: run.trigger,
+            cancel: exec_token.clone(),
+        };
+        let execution = self.executors.execute(&spec.action, &ctx);
+        tokio::pin!(execution);
+        let deadline = spec.timeout.map(|t| started_at + t);
+        let ended = tokio::select! {
+            // Cancellation first: an action that notices the cancel and returns in the same
+            // instant must still be recorded as interrupted, not as its own error.
+            biased;
+            () = token.cancelled() => Err(RunStatus::Interrupted),
+            () = async {
+                match deadline {
+                    Some(at) => self.clock.sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => Err(RunStatus::TimedOut),
+            outcome = &mut execution => Ok(outcome),
+        };
+        let (status, retryable, exit_code, error, output) = match ended {
+            Ok(Outcome::Succeeded { output, exit_code }) => {
+                (RunStatus::Succeeded, false, exit_code, None, output)
+            }
+            Ok(Outcome::Failed {
+                error,
+                retryable,
+                output,
+                exit_code,
+            }) => (RunStatus::Failed, retryable, exit_code, Some(error), output),
+            Err(status) => {
+                // Let the action clean up (a command's process group is killed) before recording.
+                exec_token.cancel();
+                let _ = execution.await;
+                let error = match status {
+                    RunStatus::TimedOut => {
+                        format!("timed out after {:#}", spec.timeout.unwrap_or_default())
+                    }
+                    _ => self.interruption(),
+                };
+                (
+                    status,
+                    status == RunStatus::TimedOut,
+                    None,
+                    Some(error),
+                    None,
+                )
+            }
+        };
+        drop(permit);
+        let finished = self
+            .finish(&started, status, exit_code, error, output)
+            .await?;
+        Some((finished, retryable))
+    }
+
+    fn interruption(&self) -> String {
+        if self.cancel_runs.is_cancelled() {
+            "interrupted: the scheduler stopped before the run finished".to_owned()
+        } else {
+            "interrupted: cancelled (by an operator or a newer run replacing it)".to_owned()
+        }
+    }
+
+    /// Claims and schedules the next attempt of a failed or abandoned run, if its job's retry
+    /// policy allows one more.
+    pub(super) async fn retry_if_allowed(
+        self: Arc<Self>,
+        spec: &JobSpec,
+        failed: &Run,
+        immediately: bool,
+    ) {
+        if failed.attempt >= spec.retry.max_attempts || self.stop_firing.is_cancelled() {
+            return;
+        }
+        let attempt = failed.attempt + 1;
+        let claim = ClaimFire {
+            job: &failed.job,
+            scheduled_at: failed.scheduled_at,
+            trigger: Trigger::Retry,
+            attempt,
+            node: &self.config.node,
+        };
+        let run = match self.store.claim_fire(claim).await {
+            Ok(Some(run)) => run,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(job = %failed.job, error = %e, "cannot claim a retry");
+                return;
+            }
+        };
+        let delay = if immediately {
+            SignedDuration::ZERO
+        } else {
+            spec.retry.delay_after(failed.attempt, fastrand::f64())
+        };
+        // Counted from when the attempt ended, not from whenever this code gets to run.
+        let due = failed.finished_at.unwrap_or_else(|| self.clock.now()) + delay;
+        let inner = self.clone();
+        self.tasks.spawn(async move {
+            tokio::select! {
+                () = inner.clock.sleep_until(due) => inner.clone().dispatch(run).await,
+                () = inner.stop_firing.cancelled() => {
+                    let reason = Some("interrupted: the scheduler stopped before this retry was due".to_owned());
+                    inner.finish(&run, RunStatus::Interrupted, None, reason, None).await;
+                }
+            }
+        });
+    }
+
+    /// Starts the jobs that run after `spec`'s job succeeds.
+    async fn start_chained(self: Arc<Self>, spec: &JobSpec) {
+        let followers: Vec<_> = self
+            .jobs
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|j| j.spec.enabled && j.spec.after.contains(&spec.name))
+            .map(|j| j.spec.name.clone())
+            .collect();
+        for name in followers {
+            let now = self.clock.now();
+            let new = NewRun {
+                job: &name,
+                scheduled_at: now,
+                trigger: Trigger::Chain,
+                attempt: 1,
+                status: RunStatus::Queued,
+                node: &self.config.node,
+                at: now,
+                error: None,
+            };
+            match self.store.record_run(new).await {
+                Ok(run) => self.clone().dispatch(run).await,
+                Err(e) => tracing::error!(job = %name, error = %e, "cannot record a chained run"),
+            }
+        }
+    }
+}

@@ -1,0 +1,797 @@
+//! The scheduler's policies, driven by a test clock: no test waits for wall-clock time to pass.
+//!
+//! Jobs are in-process Rust jobs whose runs the test controls (a gate that holds a run until the
+//! test opens it, outcomes scripted per attempt), or real commands where processes matter.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cronwarden::clock::{Clock, TestClock};
+use cronwarden::executor::{Executors, JobError, RustJobs};
+use cronwarden::model::{
+    Action, JobName, JobSpec, MisfirePolicy, OverlapPolicy, Run, RunStatus, Trigger,
+};
+use cronwarden::scheduler::{Scheduler, SchedulerConfig, SchedulerEvent};
+use cronwarden::store::{ClaimFire, RunFilter, SqliteStore, Store};
+use jiff::{SignedDuration, Timestamp};
+use tokio::sync::{broadcast, Semaphore};
+
+const T0: &str = "2026-01-01T00:00:00Z";
+
+fn ts(s: &str) -> Timestamp {
+    s.parse().unwrap()
+}
+
+fn secs(n: i64) -> SignedDuration {
+    SignedDuration::from_secs(n)
+}
+
+fn rust_job(name: &str, schedule: Option<&str>) -> JobSpec {
+    JobSpec::new(
+        JobName::new(name).unwrap(),
+        schedule,
+        Action::Rust {
+            handler: name.to_owned(),
+        },
+    )
+}
+
+/// A scheduler on a fresh in-memory store and a test clock standing at `T0`.
+struct Harness {
+    scheduler: Scheduler,
+    clock: TestClock,
+    store: Arc<SqliteStore>,
+    events: broadcast::Receiver<SchedulerEvent>,
+}
+
+impl Harness {
+    async fn new(jobs: Vec<JobSpec>, rust: RustJobs) -> Harness {
+        Harness::with(
+            jobs,
+            rust,
+            SchedulerConfig::default(),
+            Arc::new(temp_store().await),
+            TestClock::new(ts(T0)),
+        )
+        .await
+    }
+
+    async fn with(
+        jobs: Vec<JobSpec>,
+        rust: RustJobs,
+        config: SchedulerConfig,
+        store: Arc<SqliteStore>,
+        clock: TestClock,
+    ) -> Harness {
+        for job in &jobs {
+            store.upsert_job(job, clock.now()).await.unwrap();
+        }
+        let scheduler = Scheduler::new(
+            store.clone(),
+            Arc::new(clock.clone()),
+            Executors::new(rust),
+            config,
+        );
+        let events = scheduler.subscribe();
+        scheduler.start();
+        Harness {
+            scheduler,
+            clock,
+            store,
+            events,
+        }
+    }
+
+    /// The next event, failing the test if none comes within 10 s of real time (a safety net
+    /// against hangs, not a wait for behaviour).
+    async fn event(&mut self) -> SchedulerEvent {
+        tokio::time::timeout(Duration::from_secs(10), self.events.recv())
+            .await
+            .expect("an event within 10 s")
+            .unwrap()
+    }
+
+    async fn finished(&mut self) -> Run {
+        loop {
+            if let SchedulerEvent::RunFinished(run) = self.event().await {
+                return run;
+            }
+        }
+    }
+
+    async fn started(&mut self) -> Run {
+        loop {
+            if let SchedulerEvent::RunStarted(run) = self.event().await {
+                return run;
+            }
+        }
+    }
+
+    /// Moves the clock once the loop is asleep on it (so the move is seen as time passing).
+    async fn advance(&self, by: SignedDuration) {
+        eventually(|| async { self.clock.sleepers() > 0 }).await;
+        self.clock.advance(by);
+    }
+
+    /// Stops the scheduler while moving the clock on, so that runs sleeping on it can end.
+    async fn stop_letting_time_pass(&self) {
+        let stopping = tokio::spawn({
+            let scheduler = self.scheduler.clone();
+            async move { scheduler.stop().await }
+        });
+        let give_up = std::time::Instant::now() + Duration::from_secs(10);
+        while !stopping.is_finished() {
+            assert!(std::time::Instant::now() < give_up, "stop did not return");
+            self.clock.advance(SignedDuration::from_millis(100));
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    async fn runs(&self, job: &str) -> Vec<Run> {
+        let filter = RunFilter {
+            job: Some(JobName::new(job).unwrap()),
+            limit: Some(10_000),
+            ..RunFilter::default()
+        };
+        let mut runs = self.store.list_runs(&filter).await.unwrap();
+        runs.reverse();
+        runs
+    }
+}
+
+/// A store in a fresh database file (WAL mode, several connections, as in production).
+async fn temp_store() -> SqliteStore {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!("cronwarden-scheduler-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{}.db", NEXT.fetch_add(1, Ordering::Relaxed)));
+    let _ = std::fs::remove_file(&path);
+    SqliteStore::open(path.to_str().unwrap()).await.unwrap()
+}
+
+/// Waits (yielding, then napping a millisecond) until `check` holds; fails after 10 s.
+async fn eventually<F, Fut>(check: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let give_up = std::time::Instant::now() + Duration::from_secs(10);
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "condition not reached within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// A Rust job whose runs wait until the test lets them through, one permit per run.
+fn gated(name: &str, gate: Arc<Semaphore>) -> RustJobs {
+    RustJobs::new().register(name, move |ctx: cronwarden::executor::RunContext| {
+        let gate = gate.clone();
+        async move {
+            tokio::select! {
+                permit = gate.acquire() => { permit.unwrap().forget(); Ok("done".to_owned()) }
+                () = ctx.cancel.cancelled() => Err(JobError::Retryable("cancelled".into())),
+            }
+        }
+    })
+}
+
+/// A Rust job whose successive runs return the scripted results (then succeed).
+fn scripted(name: &str, script: Vec<Result<String, JobError>>) -> RustJobs {
+    let script = Arc::new(Mutex::new(VecDeque::from(script)));
+    RustJobs::new().register(name, move |_ctx| {
+        let next = script
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or(Ok("ok".into()));
+        async move { next }
+    })
+}
+
+#[tokio::test]
+async fn fires_at_each_scheduled_instant() {
+    let mut h = Harness::new(
+        vec![rust_job("tick", Some("* * * * *"))],
+        scripted("tick", vec![]),
+    )
+    .await;
+    for minute in 1..=3 {
+        h.advance(secs(60)).await;
+        let run = h.finished().await;
+        assert_eq!(run.scheduled_at, ts(T0) + secs(60 * minute));
+        assert_eq!(
+            (run.status, run.trigger, run.attempt),
+            (RunStatus::Succeeded, Trigger::Schedule, 1)
+        );
+    }
+    assert_eq!(
+        h.scheduler
+            .next_fires(&JobName::new("tick").unwrap(), 2)
+            .unwrap(),
+        [ts("2026-01-01T00:04:00Z"), ts("2026-01-01T00:05:00Z")]
+    );
+    h.scheduler.stop().await;
+}
+
+#[tokio::test]
+async fn overlap_skip_records_a_skipped_run() {
+    let gate = Arc::new(Semaphore::new(0));
+    let mut h = Harness::new(
+        vec![rust_job("slow", Some("* * * * *"))],
+        gated("slow", gate.clone()),
+    )
+    .await;
+    h.advance(secs(60)).await;
+    let first = h.started().await;
+    h.advance(secs(60)).await;
+    let skipped = h.finished().await;
+    assert_eq!(
+        (skipped.status, skipped.scheduled_at),
+        (RunStatus::Skipped, ts("2026-01-01T00:02:00Z"))
+    );
+    assert!(skipped.error.unwrap().contains("still going"));
+    gate.add_permits(1);
+    let done = h.finished().await;
+    assert_eq!((done.id, done.status), (first.id, RunStatus::Succeeded));
+    h.scheduler.stop().await;
+}
+
+#[tokio::test]
+async fn overlap_allow_runs_side_by_side_up_to_the_limit() {
+    let gate = Arc::new(Semaphore::new(0));
+    let mut job = rust_job("wide", Some("* * * * *"));
+    job.overlap = OverlapPolicy::Allow;
+    job.max_concurrency = 2;
+    let mut h = Harness::new(vec![job], gated("wide", gate.clone())).await;
+    h.advance(secs(60)).await;
+    h.started().await;
+    h.advance(secs(60)).await;
+    let second = h.started().await;
+    assert_eq!(second.scheduled_at, ts("2026-01-01T00:02:00Z"));
+    h.advance(secs(60)).await;
+    let third = h.finished().await;
+    assert_eq!(third.status, RunStatus::Skipped);
+    assert!(third.error.unwrap().contains("max_concurrency"));
+    gate.add_permits(2);
+    assert_eq!(h.finished().await.status, RunStatus::Succeeded);
+    assert_eq!(h.finished().await.status, RunStatus::Succeeded);
+    h.scheduler.stop().await;
+}
+
+#[tokio::test]
+async fn overlap_queue_holds_one_run_for_after_the_current() {
+    let gate = Arc::new(Semaphore::new(0));
+    let mut job = rust_job("serial", Some("* * * * *"));
+    job.overlap = OverlapPolicy::Queue;
+    let mut h = Harness::new(vec![job], gated("serial", gate.clone())).await;
+    h.advance(secs(60)).await;
+    let first = h.started().await;
+    h.advance(secs(60)).await; // queued behind the first
+    eventually(|| async { h.runs("serial").await.len() == 2 }).await;
+    h.advance(secs(60)).await; // nothing more may wait: skipped
+    let skipped = h.finished().await;
+    assert_eq!(
+        (skipped.status, skipped.scheduled_at),
+        (RunStatus::Skipped, ts("2026-01-01T00:03:00Z"))
+    );
+    gate.add_permits(1);
+    assert_eq!(h.finished().await.id, first.id);
+    let second = h.started().await;
+    assert_eq!(second.scheduled_at, ts("2026-01-01T00:02:00Z"));
+    gate.add_permits(1);
+    assert_eq!(h.finished().await.status, RunStatus::Succeeded);
+    h.scheduler.stop().await;
+}
+
+#[tokio::test]
+async fn overlap_replace_cancels_the_running_one() {
+    let gate = Arc::new(Semaphore::new(0));
+    let mut job = rust_job("latest", Some("* * * * *"));
+    job.overlap = OverlapPolicy::Replace;
+    let mut h = Harness::new(vec![job], gated("latest", gate.clone())).await;
+    h.advance(secs(60)).await;
+    let first = h.started().await;
+    h.advance(secs(60)).await;
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        match h.event().await {
+            SchedulerEvent::RunFinished(run) => seen.push(("finished", run)),
+            SchedulerEvent::RunStarted(run) => seen.push(("started", run)),
+        }
+    }
+    let interrupted = seen.iter().find(|(kind, _)| *kind == "finished").unwrap();
+    assert_eq!(
+        (interrupted.1.id, interrupted.1.status),
+        (first.id, RunStatus::Interrupted)
+    );
+    let replacement = seen.iter().find(|(kind, _)| *kind == "started").unwrap();
+    assert_eq!(replacement.1.scheduled_at, ts("2026-01-01T00:02:00Z"));
+    gate.add_permits(1);
+    assert_eq!(h.finished().await.status, RunStatus::Succeeded);
+    h.scheduler.stop().await;
+}
+
+#[tokio::test]
+async fn retries_back_off_and_a_fatal_error_stops_them() {
+    let mut flaky = rust_job("flaky", Some("0 * * * *"));
+    flaky.retry.max_attempts = 4;
+    flaky.retry.jitter = 0.0;
+    let script = vec![
+        Err(JobError::Retryable("busy".into())),
+        Err(JobError::Retryable("busy".into())),
+        Ok("third time".into()),
+    ];
+    let mut h = Harness::new(vec![flaky], scripted("flaky", script)).await;
+    h.advance(secs(3600)).await;
+    let first = h.finished().await;
+    assert_eq!(
+        (first.status, first.attempt, first.error.as_deref()),
+        (RunStatus::Failed, 1, Some("busy"))
+    );
+    // 10 s, then 20 s: the default backoff, with jitter off.
+    eventually(|| async { h.runs("flaky").await.len() == 2 }).await;
+    h.advance(secs(9)).await;
+    h.advance(secs(1)).await;
+    let second = h.finished().await;
+    assert_eq!(
+        (second.status, second.attempt, second.trigger),
+        (RunStatus::Failed, 2, Trigger::Retry)
+    );
+    assert_eq!(
+        second.scheduled_at, first.scheduled_at,
+        "a retry belongs to the same fire"
+    );
+    assert_eq!(second.started_at, Some(ts("2026-01-01T01:00:10Z")));
+    h.advance(secs(20)).await;
+    let third = h.finished().await;
+    assert_eq!(
+        (third.status, third.attempt, third.output.as_deref()),
+        (RunStatus::Succeeded, 3, Some("third time"))
+    );
+    assert_eq!(third.started_at, Some(ts("2026-01-01T01:00:30Z")));
+    h.scheduler.stop().await;
+
+    let mut fatal = rust_job("fatal", Some("0 * * * *"));
+    fatal.retry.max_attempts = 5;
+    let mut h = Harness::new(
+        vec![fatal],
+        scripted("fatal", vec![Err(JobError::Fatal("bad input".into()))]),
+    )
+    .await;
+    h.advance(secs(3600)).await;
+    assert_eq!(h.finished().await.status, RunStatus::Failed);
+    h.scheduler.stop().await;
+    assert_eq!(
+        h.runs("fatal").await.len(),
+        1,
+        "no retry after a fatal error"
+    );
+}
+
+#[tokio::test]
+async fn a_timeout_kills_the_whole_process_tree() {
+    let dir = std::env::temp_dir().join(format!("cronwarden-timeout-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pid_file = dir.join("child.pid");
+    let script = format!("sleep 300 & echo $! > {}; sleep 300", pid_file.display());
+    let mut job = JobSpec::new(
+        JobName::new("stuck").unwrap(),
+        Some("0 * * * *"),
+        Action::Command {
+            argv: vec!["sh".into(), "-c".into(), script],
+            env: Default::default(),
+            cwd: None,
+        },
+    );
+    job.timeout = Some(secs(30));
+    let mut h = Harness::new(vec![job], RustJobs::new()).await;
+    h.advance(secs(3600)).await;
+    h.started().await;
+    eventually(|| async { std::fs::read_to_string(&pid_file).is_ok_and(|p| p.ends_with('\n')) })
+        .await;
+    let child: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(process_alive(child));
+    h.advance(secs(30)).await;
+    let run = h.finished().await;
+    assert_eq!(run.status, RunStatus::TimedOut);
+    assert!(run.error.unwrap().contains("timed out after"));
+    // The background grandchild was in the command's process group: it is gone too.
+    eventually(|| async { !process_alive(child) }).await;
+    h.scheduler.stop().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Whether `pid` is a live process (a zombie counts as dead).
+fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+/// Runs a scheduler until the clock reaches 00:01, stops it, moves the clock to 00:11 and starts
+/// a new scheduler on the same store: the fires of 00:02-00:11 were due while nothing ran.
+async fn after_ten_minutes_down(policy: MisfirePolicy) -> Vec<Run> {
+    let mut job = rust_job("minutely", Some("* * * * *"));
+    job.misfire = policy;
+    // Fires more than 30 s late are misfires: on restart at 00:11, only 00:11 is on time.
+    job.misfire_grace = secs(30);
+    let store = Arc::new(temp_store().await);
+    let clock = TestClock::new(ts(T0));
+    let mut h = Harness::with(
+        vec![job],
+        scripted("minutely", vec![]),
+        SchedulerConfig::default(),
+        store.clone(),
+        clock.clone(),
+    )
+    .await;
+    h.advance(secs(60)).await;
+    assert_eq!(h.finished().await.status, RunStatus::Succeeded);
+    h.scheduler.stop().await;
+    clock.advance(secs(600));
+    let mut h = Harness::with(
+        vec![],
+        scripted("minutely", vec![]),
+        SchedulerConfig::default(),
+        store,
+        clock,
+    )
+    .await;
+    eventually(|| async {
+        h.runs("minutely")
+            .await
+            .iter()
+            .filter(|r| r.status.is_final())
+            .count()
+            >= 11
+    })
+    .await;
+    while let Ok(event) = h.events.try_recv() {
+        drop(event);
+    }
+    h.scheduler.stop().await;
+    h.runs("minutely").await
+}
+
+#[tokio::test]
+async fn misfires_skip_run_once_or_run_all() {
+    // In each case the 00:11 fire is on time (the scheduler is up again at 00:11) and runs as an
+    // ordinary fire; 00:02-00:10 were missed.
+    let on_time = |runs: &[Run]| {
+        let last = runs
+            .iter()
+            .find(|r| r.scheduled_at == ts("2026-01-01T00:11:00Z"))
+            .unwrap();
+        assert_eq!(
+            (last.trigger, last.status),
+            (Trigger::Schedule, RunStatus::Succeeded)
+        );
+    };
+    let runs = after_ten_minutes_down(MisfirePolicy::Skip).await;
+    let missed: Vec<_> = runs
+        .iter()
+        .filter(|r| r.status == RunStatus::Missed)
+        .collect();
+    assert_eq!(missed.len(), 9);
+    assert_eq!(missed[0].scheduled_at, ts("2026-01-01T00:02:00Z"));
+    assert_eq!(missed[8].scheduled_at, ts("2026-01-01T00:10:00Z"));
+    assert!(runs.iter().all(|r| r.trigger != Trigger::CatchUp));
+    on_time(&runs);
+
+    let runs = after_ten_minutes_down(MisfirePolicy::RunOnce).await;
+    let caught_up: Vec<_> = runs
+        .iter()
+        .filter(|r| r.trigger == Trigger::CatchUp)
+        .collect();
+    assert_eq!(caught_up.len(), 1);
+    assert_eq!(
+        (caught_up[0].scheduled_at, caught_up[0].status),
+        (ts("2026-01-01T00:10:00Z"), RunStatus::Succeeded)
+    );
+    assert_eq!(
+        runs.iter()
+            .filter(|r| r.status == RunStatus::Missed)
+            .count(),
+        8
+    );
+    on_time(&runs);
+
+    // The window reaches back five minutes from 00:11, to 00:06.
+    let runs = after_ten_minutes_down(MisfirePolicy::RunAll { window: secs(300) }).await;
+    let caught_up: Vec<_> = runs
+        .iter()
+        .filter(|r| r.trigger == Trigger::CatchUp)
+        .collect();
+    assert_eq!(
+        caught_up
+            .iter()
+            .map(|r| r.scheduled_at.strftime("%M").to_string())
+            .collect::<Vec<_>>(),
+        ["06", "07", "08", "09", "10"]
+    );
+    assert!(
+        caught_up.iter().all(|r| r.status == RunStatus::Succeeded),
+        "catch-up runs go one after another, none skipped"
+    );
+    assert_eq!(
+        runs.iter()
+            .filter(|r| r.status == RunStatus::Missed)
+            .count(),
+        4
+    );
+    on_time(&runs);
+}
+
+#[tokio::test]
+async fn runs_left_running_are_abandoned_then_retried() {
+    let store = Arc::new(temp_store().await);
+    let mut job = rust_job("crashed", Some("0 3 * * *"));
+    job.retry.max_attempts = 2;
+    store.upsert_job(&job, ts(T0)).await.unwrap();
+    let name = JobName::new("crashed").unwrap();
+    // What a process killed with SIGKILL mid-run leaves behind.
+    let claim = ClaimFire {
+        job: &name,
+        scheduled_at: ts("2025-12-31T03:00:00Z"),
+        trigger: Trigger::Schedule,
+        attempt: 1,
+        node: "old",
+    };
+    let orphan = store.claim_fire(claim).await.unwrap().unwrap();
+    store
+        .start_run(orphan.id, orphan.fencing_token, ts("2025-12-31T03:00:00Z"))
+        .await
+        .unwrap();
+    let mut h = Harness::with(
+        vec![],
+        scripted("crashed", vec![]),
+        SchedulerConfig::default(),
+        store,
+        TestClock::new(ts(T0)),
+    )
+    .await;
+    let abandoned = h.finished().await;
+    assert_eq!(
+        (abandoned.id, abandoned.status),
+        (orphan.id, RunStatus::Abandoned)
+    );
+    let retried = h.finished().await;
+    assert_eq!(
+        (retried.status, retried.attempt, retried.trigger),
+        (RunStatus::Succeeded, 2, Trigger::Retry)
+    );
+    assert_eq!(retried.scheduled_at, ts("2025-12-31T03:00:00Z"));
+    h.scheduler.stop().await;
+}
+
+#[tokio::test]
+async fn jitter_delays_the_start_within_its_bound() {
+    let mut job = rust_job("spread", Some("0 * * * *"));
+    job.jitter = Some(secs(20));
+    let mut h = Harness::new(vec![job], scripted("spread", vec![])).await;
+    h.advance(secs(3600)).await;
+    for _ in 0..20 {
+        if !h
+            .runs("spread")
+            .await
+            .iter()
+            .any(|r| r.status == RunStatus::Succeeded)
+        {
+            h.advance(secs(1)).await;
+        }
+    }
+    let run = h.finished().await;
+    let delay = run.started_at.unwrap().duration_since(run.scheduled_at);
+    assert!(
+        delay >= SignedDuration::ZERO && delay <= secs(20),
+        "{delay:#}"
+    );
+    h.scheduler.stop().await;
+}
+
+#[tokio::test]
+async fn chained_jobs_run_after_a_success_only() {
+    let mut first = rust_job("extract", Some("0 * * * *"));
+    first.retry.max_attempts = 1;
+    let mut then = rust_job("load", None);
+    then.after = vec![JobName::new("extract").unwrap()];
+    let rust = scripted("extract", vec![Err(JobError::Fatal("source down".into()))]);
+    let rust = rust.register("load", |_ctx| async {
+        Ok::<_, JobError>("loaded".to_owned())
+    });
+    let mut h = Harness::new(vec![first, then], rust).await;
+    h.advance(secs(3600)).await;
+    assert_eq!(h.finished().await.status, RunStatus::Failed);
+    h.advance(secs(3600)).await;
+    let ok = h.finished().await;
+    assert_eq!(
+        (ok.job.as_str(), ok.status),
+        ("extract", RunStatus::Succeeded)
+    );
+    let chained = h.finished().await;
+    assert_eq!(
+        (chained.job.as_str(), chained.trigger, chained.status),
+        ("load", Trigger::Chain, RunStatus::Succeeded)
+    );
+    h.scheduler.stop().await;
+    assert_eq!(
+        h.runs("load").await.len(),
+        1,
+        "the failed run started nothing"
+    );
+}
+
+#[tokio::test]
+async fn the_global_limit_bounds_runs_at_once() {
+    let gate = Arc::new(Semaphore::new(0));
+    let mut rust = RustJobs::new();
+    let mut jobs = Vec::new();
+    for name in ["a", "b", "c"] {
+        jobs.push(rust_job(name, Some("* * * * *")));
+        let gate = gate.clone();
+        rust = rust.register(name, move |_ctx| {
+            let gate = gate.clone();
+            async move {
+                gate.acquire().await.unwrap().forget();
+                Ok::<_, JobError>(String::new())
+            }
+        });
+    }
+    let config = SchedulerConfig {
+        max_concurrent_runs: 2,
+        ..SchedulerConfig::default()
+    };
+    let mut h = Harness::with(
+        jobs,
+        rust,
+        config,
+        Arc::new(temp_store().await),
+        TestClock::new(ts(T0)),
+    )
+    .await;
+    h.advance(secs(60)).await;
+    h.started().await;
+    h.started().await;
+    // The third is claimed and waits for a slot, still queued.
+    eventually(|| async {
+        let runs = h.store.list_runs(&RunFilter::default()).await.unwrap();
+        runs.len() == 3
+            && runs
+                .iter()
+                .filter(|r| r.status == RunStatus::Queued)
+                .count()
+                == 1
+    })
+    .await;
+    gate.add_permits(1);
+    h.started().await;
+    gate.add_permits(2);
+    eventually(|| async {
+        let runs = h.store.list_runs(&RunFilter::default()).await.unwrap();
+        runs.iter()
+            .filter(|r| r.status == RunStatus::Succeeded)
+            .count()
+            == 3
+    })
+    .await;
+    h.scheduler.stop().await;
+}
+
+#[tokio::test]
+async fn slow_runs_do_not_shift_the_schedule() {
+    let clock = TestClock::new(ts(T0));
+    let job_clock = clock.clone();
+    let rust = RustJobs::new().register(
+        "every-second",
+        move |ctx: cronwarden::executor::RunContext| {
+            let clock = job_clock.clone();
+            async move {
+                // Each run takes 1.5 s of (test) time.
+                clock
+                    .sleep_until(ctx.scheduled_at + SignedDuration::from_millis(1500))
+                    .await;
+                Ok::<_, JobError>(String::new())
+            }
+        },
+    );
+    let mut job = rust_job("every-second", Some("* * * * * *"));
+    job.overlap = OverlapPolicy::Allow;
+    job.max_concurrency = 3;
+    let h = Harness::with(
+        vec![job],
+        rust,
+        SchedulerConfig::default(),
+        Arc::new(temp_store().await),
+        clock.clone(),
+    )
+    .await;
+    // Half a second at a time; before each step, let everything due by now happen (the fire of
+    // each whole second, the end of each run 1.5 s after its start), as it would in real time.
+    for _ in 0..20 {
+        h.advance(SignedDuration::from_millis(500)).await;
+        let now = h.clock.now();
+        eventually(|| async {
+            let runs = h.runs("every-second").await;
+            let fired = runs.len() as i64 == now.as_second() - ts(T0).as_second();
+            let ended = runs
+                .iter()
+                .filter(|r| r.scheduled_at + SignedDuration::from_millis(1500) <= now)
+                .all(|r| r.status == RunStatus::Succeeded);
+            fired && ended
+        })
+        .await;
+    }
+    h.stop_letting_time_pass().await;
+    let runs = h.runs("every-second").await;
+    let seconds: Vec<i64> = runs
+        .iter()
+        .map(|r| r.scheduled_at.as_second() - ts(T0).as_second())
+        .collect();
+    assert_eq!(
+        seconds,
+        (1..=10).collect::<Vec<_>>(),
+        "one run per whole second, none shifted"
+    );
+    assert!(runs.iter().all(|r| r.status == RunStatus::Succeeded));
+}
+
+#[tokio::test]
+async fn stop_waits_for_runs_then_interrupts_what_is_left() {
+    let gate = Arc::new(Semaphore::new(0));
+    let mut h = Harness::new(
+        vec![rust_job("long", Some("* * * * *"))],
+        gated("long", gate.clone()),
+    )
+    .await;
+    h.advance(secs(60)).await;
+    let run = h.started().await;
+    let stop_at = h.clock.now();
+    let stopping = tokio::spawn({
+        let scheduler = h.scheduler.clone();
+        async move { scheduler.stop().await }
+    });
+    // The grace period (30 s by default) runs on the test clock: step through it.
+    let give_up = std::time::Instant::now() + Duration::from_secs(10);
+    while !stopping.is_finished() {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "stop did not return after the grace period"
+        );
+        if h.clock.sleepers() > 0 {
+            h.clock.advance(secs(1));
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let interrupted = h.finished().await;
+    assert_eq!(
+        (interrupted.id, interrupted.status),
+        (run.id, RunStatus::Interrupted)
+    );
+    let waited = interrupted.finished_at.unwrap().duration_since(stop_at);
+    assert!(
+        waited >= secs(30) && waited <= secs(32),
+        "waited {waited:#}"
+    );
+    assert!(interrupted.error.unwrap().contains("stopped"));
+    // Nothing fires after a stop.
+    h.clock.advance(secs(3600));
+    tokio::task::yield_now().await;
+    assert_eq!(h.runs("long").await.len(), 1);
+    // A second stop is harmless.
+    h.scheduler.stop().await;
+}
