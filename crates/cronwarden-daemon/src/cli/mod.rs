@@ -2,6 +2,7 @@
 //! daemon and the job and run commands come with the scheduler).
 
 mod schedule;
+mod serve;
 mod validate;
 
 use clap::{Parser, Subcommand};
@@ -16,6 +17,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the daemon: fire the configured jobs until SIGTERM or SIGINT.
+    Serve(serve::ServeArgs),
     /// Print the next fire instants of a schedule expression.
     Next(schedule::NextArgs),
     /// Say in plain English what a schedule means and how it behaves on DST changes.
@@ -37,6 +40,7 @@ impl std::fmt::Display for CliError {
 /// Runs the command the user asked for.
 pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
+        Command::Serve(args) => serve::serve(args),
         Command::Next(args) => schedule::next(args),
         Command::Explain(args) => schedule::explain(args),
         Command::Validate(args) => validate::validate(args),

@@ -65,17 +65,22 @@ pub fn validate(args: ValidateArgs) -> Result<(), CliError> {
         });
         write_out(&format!("{doc:#}\n"))?;
     }
-    // Every problem, so that one round of fixes can deal with them all; a failed write to
-    // stderr leaves nothing better to do.
+    Err(report_errors(&file, &errors))
+}
+
+/// Prints every error to stderr and returns the summary to exit with. Every problem at once, so
+/// that one round of fixes can deal with them all.
+pub(super) fn report_errors(file: &str, errors: &[ConfigError]) -> CliError {
+    // A failed write to stderr leaves nothing better to do.
     let mut stderr = std::io::stderr().lock();
-    for error in &errors {
+    for error in errors {
         let _ = writeln!(stderr, "error: {error}");
     }
     let count = errors.len();
-    Err(CliError(format!(
+    CliError(format!(
         "{file} is not valid ({count} error{})",
         if count == 1 { "" } else { "s" }
-    )))
+    ))
 }
 
 /// One line on a valid job: what its schedule means and when it fires next.

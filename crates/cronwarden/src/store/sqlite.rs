@@ -164,22 +164,43 @@ impl SqliteStore {
 
     async fn migrated(pool: SqlitePool) -> Result<SqliteStore, StoreError> {
         let mut conn = pool.acquire().await.map_err(db)?;
-        let applied: i64 = sqlx::query_scalar("PRAGMA user_version")
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(db)?;
-        for (i, migration) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
-            let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(db)?;
-            sqlx::raw_sql(*migration)
-                .execute(&mut *tx)
+        loop {
+            // BEGIN IMMEDIATE takes the write lock before the version is read, so that two
+            // processes opening a new database at once migrate it once, one after the other.
+            sqlx::raw_sql("BEGIN IMMEDIATE")
+                .execute(&mut *conn)
                 .await
                 .map_err(db)?;
-            // PRAGMA takes no bind parameters; the value is our own integer.
-            sqlx::raw_sql(audited(format!("PRAGMA user_version = {}", i + 1)))
-                .execute(&mut *tx)
+            let applied: i64 = match sqlx::query_scalar("PRAGMA user_version")
+                .fetch_one(&mut *conn)
                 .await
-                .map_err(db)?;
-            tx.commit().await.map_err(db)?;
+            {
+                Ok(v) => v,
+                Err(e) => {
+                    let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+                    return Err(db(e));
+                }
+            };
+            let Some(migration) = MIGRATIONS.get(applied as usize) else {
+                sqlx::raw_sql("COMMIT")
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db)?;
+                break;
+            };
+            let applied_ok = async {
+                sqlx::raw_sql(*migration).execute(&mut *conn).await?;
+                // PRAGMA takes no bind parameters; the value is our own integer.
+                sqlx::raw_sql(audited(format!("PRAGMA user_version = {}", applied + 1)))
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::raw_sql("COMMIT").execute(&mut *conn).await
+            }
+            .await;
+            if let Err(e) = applied_ok {
+                let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+                return Err(db(e));
+            }
         }
         drop(conn);
         Ok(SqliteStore { pool })

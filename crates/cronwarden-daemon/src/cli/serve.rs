@@ -1,0 +1,128 @@
+//! `cronwarden serve`: the daemon. Loads the configuration, reconciles its jobs into the store,
+//! runs the scheduler until SIGTERM or SIGINT, then stops gracefully and exits 0.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use cronwarden::clock::{Clock, SystemClock};
+use cronwarden::executor::{Executors, RustJobs};
+use cronwarden::scheduler::{Scheduler, SchedulerConfig};
+use cronwarden::store::{SqliteStore, Store};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::sync::CancellationToken;
+
+use super::validate::report_errors;
+use super::CliError;
+use crate::config::Config;
+
+/// How often old run history is pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Arguments of `cronwarden serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The configuration file.
+    #[arg(
+        long,
+        short,
+        value_name = "FILE",
+        env = "CRONWARDEN_CONFIG",
+        default_value = "cronwarden.toml"
+    )]
+    config: PathBuf,
+}
+
+/// `cronwarden serve`.
+pub fn serve(args: ServeArgs) -> Result<(), CliError> {
+    let config = Config::load(&args.config)
+        .map_err(|errors| report_errors(&args.config.display().to_string(), &errors))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CRONWARDEN_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = tokio::runtime::Runtime::new()
+        .map_err(|e| CliError(format!("cannot start the runtime: {e}")))?;
+    runtime.block_on(run(config))
+}
+
+async fn run(config: Config) -> Result<(), CliError> {
+    let settings = &config.settings;
+    let store = Arc::new(SqliteStore::open(&settings.database).await.map_err(|e| {
+        CliError(format!(
+            "cannot open the database {:?}: {e}",
+            settings.database
+        ))
+    })?);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    // The file is the source of truth for the jobs it declares: apply them before the scheduler
+    // loads the timetable. Unchanged jobs keep their version; history is kept either way.
+    for job in &config.jobs {
+        store
+            .upsert_job(job, clock.now())
+            .await
+            .map_err(|e| CliError(format!("cannot store job {}: {e}", job.name)))?;
+    }
+    let node = settings.node_name();
+    let scheduler = Scheduler::new(
+        store.clone(),
+        clock.clone(),
+        Executors::new(RustJobs::new()),
+        SchedulerConfig {
+            node: node.clone(),
+            max_concurrent_runs: settings.max_concurrent_runs as usize,
+            shutdown_grace: settings.shutdown_grace,
+            ..SchedulerConfig::default()
+        },
+    );
+    scheduler.start();
+    tracing::info!(%node, jobs = config.jobs.len(), database = %settings.database, "cronwarden is running");
+
+    let stop = CancellationToken::new();
+    let pruner = tokio::spawn(prune_history(
+        store.clone(),
+        clock.clone(),
+        config.clone(),
+        stop.clone(),
+    ));
+
+    let mut terminate = signal(SignalKind::terminate())
+        .map_err(|e| CliError(format!("cannot watch SIGTERM: {e}")))?;
+    tokio::select! {
+        _ = terminate.recv() => tracing::info!("SIGTERM: stopping"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
+    }
+    stop.cancel();
+    scheduler.stop().await;
+    let _ = pruner.await;
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Prunes run history by the retention settings: at start, then every hour.
+async fn prune_history(
+    store: Arc<SqliteStore>,
+    clock: Arc<dyn Clock>,
+    config: Config,
+    stop: CancellationToken,
+) {
+    let retention = config.settings.retention;
+    loop {
+        let cutoff = clock.now() - retention.max_age;
+        match store.prune_runs(retention.keep_last, cutoff).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "pruned run history"),
+            Err(e) => tracing::warn!(error = %e, "pruning run history failed; will try again"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(PRUNE_EVERY) => {}
+        }
+    }
+}

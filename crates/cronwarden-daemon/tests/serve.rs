@@ -1,0 +1,215 @@
+//! `cronwarden serve` as a real process: it runs jobs, stops gracefully on SIGTERM, and after a
+//! SIGKILL the next start accounts for every run that was in flight.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cronwarden::model::{JobName, Run, RunStatus, Trigger};
+use cronwarden::store::{RunFilter, SqliteStore, Store};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("cronwarden-serve-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn serve(dir: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_cronwarden"))
+        .args(["serve", "--config", "cronwarden.toml"])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until `check` holds, failing after `limit` (these tests run a real daemon on the real
+/// clock, so they wait for real time, but only as long as the condition needs).
+fn wait_for(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let give_up = Instant::now() + limit;
+    while !check() {
+        assert!(Instant::now() < give_up, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn signal_and_wait(child: &mut Child, signal: Signal) -> Option<i32> {
+    kill(Pid::from_raw(child.id() as i32), signal).unwrap();
+    let give_up = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        assert!(Instant::now() < give_up, "the daemon did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn runs(dir: &Path, job: &str) -> Vec<Run> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = SqliteStore::open(dir.join("state.db").to_str().unwrap())
+            .await
+            .unwrap();
+        let filter = RunFilter {
+            job: Some(JobName::new(job).unwrap()),
+            limit: Some(10_000),
+            ..RunFilter::default()
+        };
+        let mut runs = store.list_runs(&filter).await.unwrap();
+        store.close().await;
+        runs.reverse();
+        runs
+    })
+}
+
+#[test]
+fn serve_runs_the_configured_jobs_and_exits_0_on_sigterm() {
+    let dir = temp_dir("tick");
+    std::fs::write(
+        dir.join("cronwarden.toml"),
+        r#"
+[settings]
+database = "state.db"
+
+[[jobs]]
+name = "tick"
+schedule = "* * * * * *"
+action = { type = "command", argv = ["sh", "-c", "echo $CRONWARDEN_SCHEDULED_AT >> ticks.txt"] }
+"#,
+    )
+    .unwrap();
+    let mut daemon = serve(&dir);
+    wait_for(Duration::from_secs(15), "three ticks", || {
+        std::fs::read_to_string(dir.join("ticks.txt")).is_ok_and(|t| t.lines().count() >= 3)
+    });
+    assert_eq!(signal_and_wait(&mut daemon, Signal::SIGTERM), Some(0));
+    let runs = runs(&dir, "tick");
+    assert!(runs.len() >= 3);
+    assert!(
+        runs.iter()
+            .all(|r| r.status == RunStatus::Succeeded && r.trigger == Trigger::Schedule),
+        "{runs:#?}"
+    );
+    // Each run was told its own scheduled instant: whole, consecutive seconds.
+    let ticks = std::fs::read_to_string(dir.join("ticks.txt")).unwrap();
+    let seconds: Vec<i64> = ticks
+        .lines()
+        .map(|l| l.parse::<jiff::Timestamp>().unwrap().as_second())
+        .collect();
+    assert!(seconds.windows(2).all(|w| w[1] == w[0] + 1), "{ticks}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn sigterm_lets_a_running_job_finish_within_the_grace_period() {
+    let dir = temp_dir("grace");
+    std::fs::write(
+        dir.join("cronwarden.toml"),
+        r#"
+[settings]
+database = "state.db"
+shutdown_grace = "20s"
+
+[[jobs]]
+name = "slow"
+schedule = "* * * * * *"
+action = { type = "command", argv = ["sh", "-c", "touch started; sleep 1; echo done > finished"] }
+"#,
+    )
+    .unwrap();
+    let mut daemon = serve(&dir);
+    wait_for(Duration::from_secs(15), "the job to start", || {
+        dir.join("started").exists()
+    });
+    assert_eq!(signal_and_wait(&mut daemon, Signal::SIGTERM), Some(0));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("finished")).unwrap(),
+        "done\n"
+    );
+    let runs = runs(&dir, "slow");
+    assert!(runs.iter().any(|r| r.status == RunStatus::Succeeded));
+    assert!(
+        runs.iter().all(|r| r.status.is_final()),
+        "every run has a final status: {runs:#?}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn after_sigkill_the_next_start_abandons_and_retries_the_runs_in_flight() {
+    let dir = temp_dir("crash");
+    // The first run hangs (and says so, with its pid); every later run, retries included,
+    // succeeds at once.
+    std::fs::write(
+        dir.join("cronwarden.toml"),
+        r#"
+[settings]
+database = "state.db"
+
+[[jobs]]
+name = "long"
+schedule = "* * * * * *"
+action = { type = "command", argv = ["sh", "-c", "if [ ! -e slept ]; then touch slept; echo $$ > hung.pid; exec sleep 60; fi"] }
+retry = { max_attempts = 2, initial_delay = "1s" }
+misfire = { mode = "skip" }
+"#,
+    )
+    .unwrap();
+    let mut daemon = serve(&dir);
+    wait_for(Duration::from_secs(15), "the first run to hang", || {
+        std::fs::read_to_string(dir.join("hung.pid")).is_ok_and(|p| p.ends_with('\n'))
+    });
+    assert_eq!(
+        signal_and_wait(&mut daemon, Signal::SIGKILL),
+        None,
+        "killed by the signal"
+    );
+    // SIGKILL gave the daemon no chance to clean up: its child lives on. End it, as an operator
+    // (or the container runtime) would.
+    let hung: i32 = std::fs::read_to_string(dir.join("hung.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let _ = kill(Pid::from_raw(hung), Signal::SIGKILL);
+    let in_flight = runs(&dir, "long")
+        .into_iter()
+        .find(|r| r.status == RunStatus::Running)
+        .expect("a run was in flight");
+
+    let mut daemon = serve(&dir);
+    wait_for(
+        Duration::from_secs(15),
+        "the retry of the run in flight",
+        || {
+            runs(&dir, "long").iter().any(|r| {
+                r.scheduled_at == in_flight.scheduled_at && r.attempt == 2 && r.status.is_final()
+            })
+        },
+    );
+    assert_eq!(signal_and_wait(&mut daemon, Signal::SIGTERM), Some(0));
+    let runs = runs(&dir, "long");
+    let abandoned = runs.iter().find(|r| r.id == in_flight.id).unwrap();
+    assert_eq!(abandoned.status, RunStatus::Abandoned);
+    let retry = runs
+        .iter()
+        .find(|r| r.scheduled_at == in_flight.scheduled_at && r.attempt == 2)
+        .unwrap();
+    assert_eq!(
+        (retry.trigger, retry.status),
+        (Trigger::Retry, RunStatus::Succeeded)
+    );
+    assert!(
+        runs.iter().all(|r| r.status.is_final()),
+        "nothing claimed is left unaccounted: {runs:#?}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
