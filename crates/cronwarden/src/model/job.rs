@@ -373,9 +373,15 @@ impl JobSpec {
             if d.is_positive() {
                 Ok(())
             } else {
+                // jiff prints a negative duration as "5s ago"; say "-5s".
+                let shown = if d.is_negative() {
+                    format!("-{:#}", d.abs())
+                } else {
+                    format!("{d:#}")
+                };
                 Err(SpecError::new(
                     field,
-                    format!("must be positive, got {d:#}"),
+                    format!("must be positive, got {shown}"),
                 ))
             }
         };

@@ -8,6 +8,7 @@ mod job;
 mod run;
 
 pub use self::job::{
-    Action, JobName, JobSpec, MisfirePolicy, OverlapPolicy, RetryPolicy, SpecError,
+    Action, FoldChoice, GapChoice, JobName, JobSpec, MisfirePolicy, OverlapPolicy, RetryPolicy,
+    SpecError,
 };
 pub use self::run::{Run, RunId, RunStatus, Trigger};
