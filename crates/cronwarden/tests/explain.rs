@@ -64,6 +64,11 @@ fn summaries_read_as_english() {
         "Every 15 minutes, between 09:00 and 17:59 every day, UTC"
     );
     assert_eq!(summary("@every 90s"), "Every 1 minute 30 seconds");
+    assert_eq!(summary("* * * * * *"), "Every second, UTC");
+    assert_eq!(
+        summary("*/10 * * * * *"),
+        "Every 10 seconds, every minute, UTC"
+    );
     assert_eq!(summary("@every 1h"), "Every hour");
 }
 

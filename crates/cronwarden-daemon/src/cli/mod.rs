@@ -1,6 +1,7 @@
 //! The command line: `cronwarden next`, `cronwarden explain` and `cronwarden validate` (the
 //! daemon and the job and run commands come with the scheduler).
 
+mod inspect;
 mod schedule;
 mod serve;
 mod validate;
@@ -19,6 +20,10 @@ pub struct Cli {
 enum Command {
     /// Run the daemon: fire the configured jobs until SIGTERM or SIGINT.
     Serve(serve::ServeArgs),
+    /// Look at the stored jobs.
+    Jobs(inspect::JobsArgs),
+    /// Look at run history.
+    Runs(inspect::RunsArgs),
     /// Print the next fire instants of a schedule expression.
     Next(schedule::NextArgs),
     /// Say in plain English what a schedule means and how it behaves on DST changes.
@@ -41,6 +46,8 @@ impl std::fmt::Display for CliError {
 pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Serve(args) => serve::serve(args),
+        Command::Jobs(args) => inspect::jobs(args),
+        Command::Runs(args) => inspect::runs(args),
         Command::Next(args) => schedule::next(args),
         Command::Explain(args) => schedule::explain(args),
         Command::Validate(args) => validate::validate(args),

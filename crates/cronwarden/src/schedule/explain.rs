@@ -203,7 +203,12 @@ fn time_of_day(spec: &CronSpec) -> String {
         return format!("At {}", join(&times));
     }
     let mut out = String::new();
-    if seconds.len() > 1 {
+    if seconds.len() == 60 {
+        if minutes.len() == 60 && hours.len() == 24 {
+            return "Every second".to_owned();
+        }
+        out.push_str("every second, ");
+    } else if seconds.len() > 1 {
         out.push_str(&every_or_at(spec.seconds, 59, "second"));
         out.push_str(", ");
     } else if seconds != [0] {

@@ -1,0 +1,310 @@
+//! `cronwarden jobs list|show` and `cronwarden runs list|show`: the store, read directly.
+//!
+//! They read the database the configuration names (SQLite, WAL mode, so reading beside a
+//! running daemon is safe). Commands that change a running daemon (trigger, pause, resume) go
+//! through its API.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use clap::{Args, Subcommand};
+use cronwarden::model::{JobName, Run, RunId, RunStatus};
+use cronwarden::store::{JobRecord, RunFilter, SqliteStore, Store};
+use jiff::Timestamp;
+use serde_json::json;
+
+use super::schedule::write_out;
+use super::validate::report_errors;
+use super::CliError;
+use crate::config::Config;
+
+/// Where the store is.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// The configuration file naming the database.
+    #[arg(
+        long,
+        short,
+        value_name = "FILE",
+        env = "CRONWARDEN_CONFIG",
+        default_value = "cronwarden.toml",
+        global = true
+    )]
+    config: PathBuf,
+    /// Print JSON.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+/// `cronwarden jobs ...`
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    #[command(subcommand)]
+    command: JobsCommand,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum JobsCommand {
+    /// The stored jobs, with their next fire and last result.
+    List,
+    /// One job: its definition and statistics.
+    Show {
+        /// The job's name.
+        name: String,
+    },
+}
+
+/// `cronwarden runs ...`
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    #[command(subcommand)]
+    command: RunsCommand,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum RunsCommand {
+    /// Runs, newest first.
+    List {
+        /// Only this job's runs.
+        #[arg(long)]
+        job: Option<String>,
+        /// Only runs with this status (succeeded, failed, timed_out, skipped, missed, ...).
+        #[arg(long)]
+        status: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// One run, with its output.
+    Show {
+        /// The run's id.
+        id: i64,
+    },
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError(format!("cannot start the runtime: {e}")))
+}
+
+async fn open(args: &StoreArgs) -> Result<SqliteStore, CliError> {
+    let config = Config::load(&args.config)
+        .map_err(|errors| report_errors(&args.config.display().to_string(), &errors))?;
+    let path = &config.settings.database;
+    if !std::path::Path::new(path).exists() {
+        return Err(CliError(format!(
+            "no database at {path:?}: has `cronwarden serve` run with this configuration?"
+        )));
+    }
+    SqliteStore::open(path)
+        .await
+        .map_err(|e| CliError(format!("cannot open the database {path:?}: {e}")))
+}
+
+fn job_name(name: &str) -> Result<JobName, CliError> {
+    JobName::new(name).map_err(|e| CliError(e.to_string()))
+}
+
+fn store_error(e: cronwarden::store::StoreError) -> CliError {
+    CliError(e.to_string())
+}
+
+fn when(t: Option<Timestamp>) -> String {
+    t.map_or_else(
+        || "-".to_owned(),
+        |t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    )
+}
+
+/// A duration for people: "850ms", "12.4s", "3m 20s".
+fn human(d: jiff::SignedDuration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else {
+        format!("{}m {}s", ms / 60_000, ms / 1000 % 60)
+    }
+}
+
+fn run_json(run: &Run) -> serde_json::Value {
+    serde_json::to_value(run).unwrap_or_default()
+}
+
+/// `cronwarden jobs`.
+pub fn jobs(args: JobsArgs) -> Result<(), CliError> {
+    runtime()?.block_on(async {
+        let store = open(&args.store).await?;
+        let text = match args.command {
+            JobsCommand::List => {
+                let jobs = store.list_jobs().await.map_err(store_error)?;
+                if args.store.json {
+                    let docs: Vec<_> = jobs.iter().map(|j| job_json(j, None)).collect();
+                    format!("{:#}\n", json!(docs))
+                } else {
+                    let mut out = format!(
+                        "{:<32} {:<8} {:<24} {}\n",
+                        "NAME", "ENABLED", "NEXT", "SCHEDULE"
+                    );
+                    for j in &jobs {
+                        let next = j
+                            .spec
+                            .schedule()
+                            .ok()
+                            .flatten()
+                            .and_then(|s| s.next_after(Timestamp::now()));
+                        out.push_str(&format!(
+                            "{:<32} {:<8} {:<24} {}\n",
+                            j.spec.name.as_str(),
+                            if j.spec.enabled { "yes" } else { "paused" },
+                            when(next),
+                            j.spec.schedule.as_deref().unwrap_or("-")
+                        ));
+                    }
+                    out
+                }
+            }
+            JobsCommand::Show { name } => {
+                let name = job_name(&name)?;
+                let Some(job) = store.get_job(&name).await.map_err(store_error)? else {
+                    return Err(CliError(format!("no job is named {name:?}")));
+                };
+                let stats = store.job_stats(&name).await.map_err(store_error)?;
+                let doc = job_json(&job, Some(&stats));
+                if args.store.json {
+                    format!("{doc:#}\n")
+                } else {
+                    let mut out = format!("{}\n", job.spec.name);
+                    if let Ok(Some(schedule)) = job.spec.schedule() {
+                        out.push_str(&format!(
+                            "  schedule: {} ({})\n",
+                            job.spec.schedule.as_deref().unwrap_or(""),
+                            schedule.explain(Timestamp::now()).summary
+                        ));
+                    }
+                    out.push_str(&format!("  enabled: {}\n", job.spec.enabled));
+                    out.push_str(&format!(
+                        "  runs: {} ({} succeeded, {} failed, {} failing in a row)\n",
+                        stats.runs, stats.succeeded, stats.failed, stats.consecutive_failures
+                    ));
+                    if let Some(rate) = stats.success_rate() {
+                        out.push_str(&format!("  success rate: {:.1}%\n", rate * 100.0));
+                    }
+                    if let (Some(p50), Some(p95), Some(max)) =
+                        (stats.duration_p50, stats.duration_p95, stats.duration_max)
+                    {
+                        out.push_str(&format!(
+                            "  duration: p50 {}, p95 {}, max {}\n",
+                            human(p50),
+                            human(p95),
+                            human(max)
+                        ));
+                    }
+                    out.push_str(&format!(
+                        "  last success: {}\n  last failure: {}\n",
+                        when(stats.last_success),
+                        when(stats.last_failure)
+                    ));
+                    out
+                }
+            }
+        };
+        store.close().await;
+        write_out(&text)
+    })
+}
+
+fn job_json(job: &JobRecord, stats: Option<&cronwarden::store::JobStats>) -> serde_json::Value {
+    let mut doc = json!({
+        "spec": job.spec,
+        "version": job.version,
+        "created_at": job.created_at.to_string(),
+        "updated_at": job.updated_at.to_string(),
+    });
+    if let Some(s) = stats {
+        doc["stats"] = json!({
+            "runs": s.runs,
+            "succeeded": s.succeeded,
+            "failed": s.failed,
+            "consecutive_failures": s.consecutive_failures,
+            "success_rate": s.success_rate(),
+            "duration_p50_ms": s.duration_p50.map(|d| d.as_millis()),
+            "duration_p95_ms": s.duration_p95.map(|d| d.as_millis()),
+            "duration_max_ms": s.duration_max.map(|d| d.as_millis()),
+            "last_success": s.last_success.map(|t| t.to_string()),
+            "last_failure": s.last_failure.map(|t| t.to_string()),
+        });
+    }
+    doc
+}
+
+/// `cronwarden runs`.
+pub fn runs(args: RunsArgs) -> Result<(), CliError> {
+    runtime()?.block_on(async {
+        let store = open(&args.store).await?;
+        let text = match args.command {
+            RunsCommand::List { job, status, limit } => {
+                let filter = RunFilter {
+                    job: job.as_deref().map(job_name).transpose()?,
+                    status: status.as_deref().map(RunStatus::from_str).transpose().map_err(CliError)?,
+                    limit: Some(limit),
+                    ..RunFilter::default()
+                };
+                let runs = store.list_runs(&filter).await.map_err(store_error)?;
+                if args.store.json {
+                    format!("{:#}\n", json!(runs.iter().map(run_json).collect::<Vec<_>>()))
+                } else {
+                    let mut out = format!("{:<8} {:<24} {:<20} {:<8} {:<3} {:<12} {}\n", "ID", "JOB", "SCHEDULED", "TRIGGER", "TRY", "STATUS", "DURATION");
+                    for r in &runs {
+                        out.push_str(&format!(
+                            "{:<8} {:<24} {:<20} {:<8} {:<3} {:<12} {}\n",
+                            r.id.to_string(),
+                            r.job.as_str(),
+                            when(Some(r.scheduled_at)),
+                            r.trigger.as_str(),
+                            r.attempt,
+                            r.status.as_str(),
+                            r.duration().map_or_else(|| "-".to_owned(), human)
+                        ));
+                    }
+                    out
+                }
+            }
+            RunsCommand::Show { id } => {
+                let Some(run) = store.get_run(RunId(id)).await.map_err(store_error)? else {
+                    return Err(CliError(format!("no run has id {id}")));
+                };
+                if args.store.json {
+                    format!("{:#}\n", run_json(&run))
+                } else {
+                    let mut out = format!(
+                        "run {} of {}\n  scheduled: {}\n  trigger: {} (attempt {})\n  status: {}\n  started: {}\n  finished: {}\n",
+                        run.id, run.job, when(Some(run.scheduled_at)), run.trigger.as_str(), run.attempt, run.status, when(run.started_at), when(run.finished_at)
+                    );
+                    if let Some(code) = run.exit_code {
+                        out.push_str(&format!("  exit code: {code}\n"));
+                    }
+                    if let Some(error) = &run.error {
+                        out.push_str(&format!("  error: {error}\n"));
+                    }
+                    if let Some(output) = &run.output {
+                        out.push_str("  output:\n");
+                        for line in output.lines() {
+                            out.push_str(&format!("    {line}\n"));
+                        }
+                    }
+                    out
+                }
+            }
+        };
+        store.close().await;
+        write_out(&text)
+    })
+}
