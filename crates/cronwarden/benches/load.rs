@@ -22,7 +22,12 @@ const JOBS: usize = 10_000;
 /// User plus system CPU time of this process so far.
 fn cpu_time() -> Duration {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
     let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
     Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
 }
@@ -30,7 +35,15 @@ fn cpu_time() -> Duration {
 /// Peak resident memory of this process, in MiB.
 fn peak_rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kib: f64 = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+    let kib: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     kib / 1024.0
 }
 
@@ -51,7 +64,13 @@ fn noop_jobs() -> RustJobs {
 }
 
 fn job(i: usize, schedule: &str) -> JobSpec {
-    let mut spec = JobSpec::new(JobName::new(format!("job-{i:05}")).unwrap(), Some(schedule), Action::Rust { handler: "noop".into() });
+    let mut spec = JobSpec::new(
+        JobName::new(format!("job-{i:05}")).unwrap(),
+        Some(schedule),
+        Action::Rust {
+            handler: "noop".into(),
+        },
+    );
     spec.overlap = OverlapPolicy::Allow;
     spec
 }
@@ -64,10 +83,21 @@ async fn burst() {
     let second = target.as_second().rem_euclid(60);
     let schedule = format!("{second} * * * * *");
     for i in 0..JOBS {
-        store.upsert_job(&job(i, &schedule), clock.now()).await.unwrap();
+        store
+            .upsert_job(&job(i, &schedule), clock.now())
+            .await
+            .unwrap();
     }
-    let config = SchedulerConfig { max_concurrent_runs: 256, ..SchedulerConfig::default() };
-    let scheduler = Scheduler::new(store.clone(), Arc::new(clock), Executors::new(noop_jobs()), config);
+    let config = SchedulerConfig {
+        max_concurrent_runs: 256,
+        ..SchedulerConfig::default()
+    };
+    let scheduler = Scheduler::new(
+        store.clone(),
+        Arc::new(clock),
+        Executors::new(noop_jobs()),
+        config,
+    );
     let mut events = scheduler.subscribe();
     let cpu_before = cpu_time();
     scheduler.start();
@@ -77,7 +107,13 @@ async fn burst() {
     while finished < JOBS {
         match events.recv().await {
             Ok(SchedulerEvent::RunStarted(run)) => {
-                lateness.push(run.started_at.unwrap().duration_since(run.scheduled_at).as_secs_f64() * 1000.0);
+                lateness.push(
+                    run.started_at
+                        .unwrap()
+                        .duration_since(run.scheduled_at)
+                        .as_secs_f64()
+                        * 1000.0,
+                );
             }
             Ok(SchedulerEvent::RunFinished(run)) => {
                 finished += 1;
@@ -89,7 +125,9 @@ async fn burst() {
     let cpu = cpu_time() - cpu_before;
     scheduler.stop().await;
     lateness.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let span = last_finish.unwrap().duration_since(jiff::Timestamp::from_second(target.as_second()).unwrap());
+    let span = last_finish
+        .unwrap()
+        .duration_since(jiff::Timestamp::from_second(target.as_second()).unwrap());
     println!(
         "burst: {JOBS} jobs due at one second: lateness p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; \
          all finished {:.2} s after the second ({:.0} fires/s); CPU {:.2} s",
@@ -106,9 +144,17 @@ async fn idle() {
     let store = store("idle").await;
     let clock = SystemClock;
     for i in 0..JOBS {
-        store.upsert_job(&job(i, "0 0 1 1 *"), clock.now()).await.unwrap();
+        store
+            .upsert_job(&job(i, "0 0 1 1 *"), clock.now())
+            .await
+            .unwrap();
     }
-    let scheduler = Scheduler::new(store, Arc::new(clock), Executors::new(noop_jobs()), SchedulerConfig::default());
+    let scheduler = Scheduler::new(
+        store,
+        Arc::new(clock),
+        Executors::new(noop_jobs()),
+        SchedulerConfig::default(),
+    );
     scheduler.start();
     tokio::time::sleep(Duration::from_secs(2)).await; // let start-up finish
     let before = cpu_time();
@@ -126,7 +172,10 @@ async fn idle() {
 
 fn main() {
     // `cargo bench` passes `--bench`; there is nothing to filter.
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async {
         burst().await;
         idle().await;
