@@ -680,13 +680,14 @@ macro_rules! conformance {
 async fn sqlite_file() -> cronwarden::store::SqliteStore {
     let dir = std::env::temp_dir().join(format!("cronwarden-conformance-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("{}.db", fastrand_name()));
+    let path = dir.join(format!("{}.db", unique_name()));
     cronwarden::store::SqliteStore::open(path.to_str().unwrap())
         .await
         .unwrap()
 }
 
-fn fastrand_name() -> String {
+/// A name no other test in this run uses: the time and a counter.
+fn unique_name() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()
@@ -705,7 +706,7 @@ conformance!(sqlite_in_memory, async {
 
 #[tokio::test]
 async fn sqlite_data_survives_reopening_and_migrations_run_once() {
-    let dir = std::env::temp_dir().join(format!("cronwarden-reopen-{}", fastrand_name()));
+    let dir = std::env::temp_dir().join(format!("cronwarden-reopen-{}", unique_name()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("state.db");
     let path = path.to_str().unwrap();
