@@ -727,7 +727,11 @@ async fn slow_runs_do_not_shift_the_schedule() {
         let now = h.clock.now();
         eventually(|| async {
             let runs = h.runs("every-second").await;
-            let fired = runs.len() as i64 == now.as_second() - ts(T0).as_second();
+            // Fires are claimed a little ahead (`claim_ahead`): count those due by now, and
+            // each of them must have started.
+            let due: Vec<&Run> = runs.iter().filter(|r| r.scheduled_at <= now).collect();
+            let fired = due.len() as i64 == now.as_second() - ts(T0).as_second()
+                && due.iter().all(|r| r.status != RunStatus::Queued);
             let ended = runs
                 .iter()
                 .filter(|r| r.scheduled_at + SignedDuration::from_millis(1500) <= now)
@@ -794,4 +798,246 @@ async fn stop_waits_for_runs_then_interrupts_what_is_left() {
     assert_eq!(h.runs("long").await.len(), 1);
     // A second stop is harmless.
     h.scheduler.stop().await;
+}
+
+#[tokio::test]
+async fn fires_are_claimed_ahead_and_start_at_their_instant() {
+    let mut h = Harness::new(
+        vec![rust_job("tick", Some("* * * * *"))],
+        scripted("tick", vec![]),
+    )
+    .await;
+    let claim_ahead = SchedulerConfig::default().claim_ahead;
+    // Just inside the claim window: the fire is claimed, but it is not due yet.
+    h.advance(secs(60) - claim_ahead + SignedDuration::from_millis(100))
+        .await;
+    eventually(|| async { !h.runs("tick").await.is_empty() }).await;
+    let claimed = h.runs("tick").await;
+    assert_eq!(
+        (claimed.len(), claimed[0].status, claimed[0].scheduled_at),
+        (1, RunStatus::Queued, ts("2026-01-01T00:01:00Z"))
+    );
+    assert!(
+        h.events.try_recv().is_err(),
+        "nothing started before its instant"
+    );
+    h.advance(claim_ahead - SignedDuration::from_millis(100))
+        .await;
+    let started = h.started().await;
+    assert_eq!(started.id, claimed[0].id);
+    assert_eq!(
+        started.started_at,
+        Some(ts("2026-01-01T00:01:00Z")),
+        "started exactly at its instant"
+    );
+    let finished = h.finished().await;
+    assert_eq!(finished.status, RunStatus::Succeeded);
+    h.stop_letting_time_pass().await;
+}
+
+#[tokio::test]
+async fn a_fire_claimed_ahead_is_skipped_if_the_job_is_paused_before_its_instant() {
+    let mut h = Harness::new(
+        vec![rust_job("tick", Some("* * * * *"))],
+        scripted("tick", vec![]),
+    )
+    .await;
+    h.advance(secs(60) - SignedDuration::from_millis(100)).await;
+    eventually(|| async { !h.runs("tick").await.is_empty() }).await;
+    let mut paused = rust_job("tick", Some("* * * * *"));
+    paused.enabled = false;
+    paused.pause_reason = Some("maintenance".into());
+    h.scheduler.upsert_job(paused).await.unwrap();
+    h.advance(SignedDuration::from_millis(100)).await;
+    let run = h.finished().await;
+    assert_eq!(run.status, RunStatus::Skipped);
+    assert!(
+        run.error.as_deref().unwrap().contains("paused"),
+        "{:?}",
+        run.error
+    );
+    assert_eq!(h.runs("tick").await, vec![run]);
+    h.stop_letting_time_pass().await;
+}
+
+/// A store that can be taken down: while down, every claim fails as a lost database would.
+struct Outage {
+    store: SqliteStore,
+    down: std::sync::atomic::AtomicBool,
+}
+
+impl Outage {
+    fn check(&self) -> Result<(), cronwarden::store::StoreError> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(cronwarden::store::StoreError::Database(
+                "connection refused (test outage)".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for Outage {
+    async fn upsert_job(
+        &self,
+        spec: &JobSpec,
+        now: Timestamp,
+    ) -> Result<cronwarden::store::JobRecord, cronwarden::store::StoreError> {
+        self.store.upsert_job(spec, now).await
+    }
+    async fn get_job(
+        &self,
+        name: &JobName,
+    ) -> Result<Option<cronwarden::store::JobRecord>, cronwarden::store::StoreError> {
+        self.store.get_job(name).await
+    }
+    async fn list_jobs(
+        &self,
+    ) -> Result<Vec<cronwarden::store::JobRecord>, cronwarden::store::StoreError> {
+        self.store.list_jobs().await
+    }
+    async fn delete_job(&self, name: &JobName) -> Result<bool, cronwarden::store::StoreError> {
+        self.store.delete_job(name).await
+    }
+    async fn claim_fires(
+        &self,
+        claims: &[ClaimFire<'_>],
+    ) -> Result<Vec<Option<Run>>, cronwarden::store::StoreError> {
+        self.check()?;
+        self.store.claim_fires(claims).await
+    }
+    async fn record_run(
+        &self,
+        run: cronwarden::store::NewRun<'_>,
+    ) -> Result<Run, cronwarden::store::StoreError> {
+        self.check()?;
+        self.store.record_run(run).await
+    }
+    async fn start_runs(
+        &self,
+        starts: &[cronwarden::store::StartRun],
+    ) -> Result<Vec<bool>, cronwarden::store::StoreError> {
+        self.store.start_runs(starts).await
+    }
+    async fn finish_runs(
+        &self,
+        finishes: &[cronwarden::store::FinishRun],
+    ) -> Result<Vec<bool>, cronwarden::store::StoreError> {
+        self.store.finish_runs(finishes).await
+    }
+    async fn get_run(
+        &self,
+        id: cronwarden::model::RunId,
+    ) -> Result<Option<Run>, cronwarden::store::StoreError> {
+        self.store.get_run(id).await
+    }
+    async fn list_runs(
+        &self,
+        filter: &RunFilter,
+    ) -> Result<Vec<Run>, cronwarden::store::StoreError> {
+        self.store.list_runs(filter).await
+    }
+    async fn abandon_runs(
+        &self,
+        node: Option<&str>,
+        at: Timestamp,
+    ) -> Result<Vec<Run>, cronwarden::store::StoreError> {
+        self.store.abandon_runs(node, at).await
+    }
+    async fn last_fire(
+        &self,
+        job: &JobName,
+    ) -> Result<Option<Timestamp>, cronwarden::store::StoreError> {
+        self.store.last_fire(job).await
+    }
+    async fn job_stats(
+        &self,
+        job: &JobName,
+    ) -> Result<cronwarden::store::JobStats, cronwarden::store::StoreError> {
+        self.store.job_stats(job).await
+    }
+    async fn prune_runs(
+        &self,
+        keep_last: u32,
+        older_than: Timestamp,
+    ) -> Result<u64, cronwarden::store::StoreError> {
+        self.store.prune_runs(keep_last, older_than).await
+    }
+}
+
+#[tokio::test]
+async fn fires_that_could_not_be_claimed_are_retried_then_follow_the_misfire_policy() {
+    let store = Arc::new(Outage {
+        store: temp_store().await,
+        down: true.into(),
+    });
+    let clock = TestClock::new(ts(T0));
+    let job = rust_job("sync", Some("* * * * *"));
+    store.upsert_job(&job, clock.now()).await.unwrap();
+    let scheduler = Scheduler::new(
+        store.clone(),
+        Arc::new(clock.clone()),
+        Executors::new(scripted("sync", vec![])),
+        SchedulerConfig::default(),
+    );
+    scheduler.start();
+    let advance = |by: SignedDuration| {
+        let clock = clock.clone();
+        async move {
+            eventually(|| async { clock.sleepers() > 0 }).await;
+            clock.advance(by);
+        }
+    };
+    // The database is unreachable across the fires of 00:01, 00:02 and 00:03; the loop keeps
+    // trying (once a second) without losing them.
+    for _ in 0..200 {
+        advance(secs(1)).await;
+    }
+    assert!(store
+        .store
+        .list_runs(&RunFilter::default())
+        .await
+        .unwrap()
+        .is_empty());
+    store.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    advance(secs(1)).await;
+    let runs = || async {
+        let mut runs = store.store.list_runs(&RunFilter::default()).await.unwrap();
+        runs.reverse();
+        runs
+    };
+    // At 00:03:21 the 00:03 fire is within its 60 s grace and runs as scheduled; 00:01 and
+    // 00:02 are late, so `run_once` catches up the latest and records the other missed.
+    eventually(|| async {
+        runs().await.iter().all(|r| r.status.is_final()) && runs().await.len() == 3
+    })
+    .await;
+    let seen: Vec<(String, Trigger, RunStatus)> = runs()
+        .await
+        .iter()
+        .map(|r| {
+            (
+                r.scheduled_at.strftime("%H:%M").to_string(),
+                r.trigger,
+                r.status,
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("00:01".to_owned(), Trigger::Schedule, RunStatus::Missed),
+            ("00:02".to_owned(), Trigger::CatchUp, RunStatus::Succeeded),
+            ("00:03".to_owned(), Trigger::Schedule, RunStatus::Succeeded),
+        ]
+    );
+    let stopping = tokio::spawn({
+        let scheduler = scheduler.clone();
+        async move { scheduler.stop().await }
+    });
+    while !stopping.is_finished() {
+        clock.advance(SignedDuration::from_millis(100));
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
 }

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use cronwarden::model::{Action, JobName, JobSpec, RunId, RunStatus, Trigger};
-use cronwarden::store::{ClaimFire, FinishRun, NewRun, RunFilter, Store};
+use cronwarden::store::{ClaimFire, FinishRun, NewRun, RunFilter, StartRun, Store};
 use jiff::{SignedDuration, Timestamp};
 
 fn ts(s: &str) -> Timestamp {
@@ -44,6 +44,7 @@ fn finish(id: RunId, token: i64, status: RunStatus, at: &str) -> FinishRun {
         id,
         fencing_token: token,
         status,
+        started_at: None,
         finished_at: ts(at),
         exit_code: None,
         error: None,
@@ -526,6 +527,7 @@ async fn stats_summarise_history<S: Store>(store: Arc<S>) {
             id: run.id,
             fencing_token: run.fencing_token,
             status,
+            started_at: None,
             finished_at: end,
             exit_code: None,
             error: None,
@@ -622,6 +624,171 @@ async fn pruning_keeps_the_newest_and_the_unfinished<S: Store>(store: Arc<S>) {
     );
 }
 
+async fn batch_claims_match_single_claims<S: Store>(store: Arc<S>) {
+    let (a, b) = (name("batch-a"), name("batch-b"));
+    for n in ["batch-a", "batch-b"] {
+        store
+            .upsert_job(&job(n), ts("2026-01-01T00:00:00Z"))
+            .await
+            .unwrap();
+    }
+    let earlier = store
+        .claim_fire(claim(&a, "2026-01-01T00:05:00Z", 1))
+        .await
+        .unwrap()
+        .unwrap();
+    // Enough claims to span several statements, with a fire claimed before, a repeat within
+    // the batch, and two jobs.
+    let mut claims = vec![
+        claim(&a, "2026-01-01T00:05:00Z", 1),
+        claim(&b, "2026-01-01T00:05:00Z", 1),
+        claim(&b, "2026-01-01T00:05:00Z", 1),
+    ];
+    let start = ts("2026-01-01T01:00:00Z");
+    for i in 0..1200 {
+        claims.push(ClaimFire {
+            scheduled_at: start + SignedDuration::from_secs(i),
+            ..claim(&a, "2026-01-01T00:00:00Z", 1)
+        });
+    }
+    let runs = store.claim_fires(&claims).await.unwrap();
+    assert_eq!(runs.len(), claims.len(), "one answer per claim, in order");
+    assert!(runs[0].is_none(), "claimed before the batch");
+    let b_run = runs[1].clone().expect("b's fire is new");
+    assert!(
+        runs[2].is_none(),
+        "a repeat within the batch is claimed once"
+    );
+    for (claim, run) in claims.iter().zip(&runs).skip(3) {
+        let run = run.as_ref().expect("each new fire is claimed");
+        assert_eq!(
+            (&run.job, run.scheduled_at, run.attempt, run.status),
+            (claim.job, claim.scheduled_at, 1, RunStatus::Queued)
+        );
+        // What the batch returned is what was stored.
+        assert_eq!(store.get_run(run.id).await.unwrap().as_ref(), Some(run));
+    }
+    assert_eq!(store.get_run(b_run.id).await.unwrap(), Some(b_run));
+    let ids: std::collections::HashSet<_> = runs.iter().flatten().map(|r| r.id).collect();
+    assert_eq!(ids.len(), 1201);
+    assert!(!ids.contains(&earlier.id));
+    assert_eq!(
+        store.last_fire(&a).await.unwrap(),
+        Some(start + SignedDuration::from_secs(1199))
+    );
+    assert_eq!(
+        store.last_fire(&b).await.unwrap(),
+        Some(ts("2026-01-01T00:05:00Z"))
+    );
+    assert_eq!(store.claim_fires(&[]).await.unwrap(), Vec::new());
+}
+
+async fn batch_results_are_fenced_one_by_one<S: Store>(store: Arc<S>) {
+    let n = name("batch-results");
+    store
+        .upsert_job(&job("batch-results"), ts("2026-01-01T00:00:00Z"))
+        .await
+        .unwrap();
+    let mut claims = Vec::new();
+    for minute in 0..4 {
+        claims.push(ClaimFire {
+            scheduled_at: ts("2026-01-01T01:00:00Z") + SignedDuration::from_mins(minute),
+            ..claim(&n, "2026-01-01T00:00:00Z", 1)
+        });
+    }
+    let runs: Vec<_> = store
+        .claim_fires(&claims)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(Option::unwrap)
+        .collect();
+    let started_at = ts("2026-01-01T01:00:01Z");
+    let start = |i: usize, token: i64| StartRun {
+        id: runs[i].id,
+        fencing_token: token,
+        at: started_at,
+    };
+    // Runs 0 and 1 start; run 2 is offered a stale token; run 3 never starts separately.
+    let started = store
+        .start_runs(&[
+            start(0, runs[0].fencing_token),
+            start(1, runs[1].fencing_token),
+            start(2, runs[2].fencing_token ^ 1),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(started, vec![true, true, false]);
+    let end = "2026-01-01T01:00:09Z";
+    let finishes = vec![
+        finish(runs[0].id, runs[0].fencing_token, RunStatus::Succeeded, end),
+        // A stale token: nothing is written for this one, the others still are.
+        finish(
+            runs[1].id,
+            runs[1].fencing_token ^ 1,
+            RunStatus::Failed,
+            end,
+        ),
+        FinishRun {
+            // A start time given with the result counts when none was recorded...
+            started_at: Some(ts("2026-01-01T01:00:05Z")),
+            ..finish(runs[2].id, runs[2].fencing_token, RunStatus::Failed, end)
+        },
+        FinishRun {
+            exit_code: Some(0),
+            output: Some("done".into()),
+            started_at: Some(ts("2026-01-01T01:00:07Z")),
+            ..finish(runs[3].id, runs[3].fencing_token, RunStatus::Succeeded, end)
+        },
+    ];
+    assert_eq!(
+        store.finish_runs(&finishes).await.unwrap(),
+        vec![true, false, true, true]
+    );
+    let stored = |i: usize| {
+        let store = store.clone();
+        let id = runs[i].id;
+        async move { store.get_run(id).await.unwrap().unwrap() }
+    };
+    let r0 = stored(0).await;
+    assert_eq!(
+        (r0.status, r0.started_at),
+        (RunStatus::Succeeded, Some(started_at))
+    );
+    let r1 = stored(1).await;
+    assert_eq!((r1.status, r1.finished_at), (RunStatus::Running, None));
+    let r2 = stored(2).await;
+    assert_eq!(
+        (r2.status, r2.started_at),
+        (RunStatus::Failed, Some(ts("2026-01-01T01:00:05Z")))
+    );
+    let r3 = stored(3).await;
+    assert_eq!(
+        (r3.status, r3.started_at, r3.exit_code, r3.output.as_deref()),
+        (
+            RunStatus::Succeeded,
+            Some(ts("2026-01-01T01:00:07Z")),
+            Some(0),
+            Some("done")
+        )
+    );
+    // ...but never replaces one that was.
+    let again = FinishRun {
+        started_at: Some(ts("2026-01-01T01:00:08Z")),
+        ..finish(runs[1].id, runs[1].fencing_token, RunStatus::Succeeded, end)
+    };
+    assert_eq!(store.finish_runs(&[again]).await.unwrap(), vec![true]);
+    assert_eq!(stored(1).await.started_at, Some(started_at));
+    // A batch with a status that is not final is refused whole.
+    let bad = vec![finish(
+        runs[0].id,
+        runs[0].fencing_token,
+        RunStatus::Running,
+        end,
+    )];
+    assert!(store.finish_runs(&bad).await.is_err());
+}
+
 macro_rules! conformance {
     ($backend:ident, $open:expr) => {
         mod $backend {
@@ -666,6 +833,14 @@ macro_rules! conformance {
             #[tokio::test]
             async fn stats_summarise_history() {
                 super::stats_summarise_history(open().await).await;
+            }
+            #[tokio::test]
+            async fn batch_claims_match_single_claims() {
+                super::batch_claims_match_single_claims(open().await).await;
+            }
+            #[tokio::test]
+            async fn batch_results_are_fenced_one_by_one() {
+                super::batch_results_are_fenced_one_by_one(open().await).await;
             }
             #[tokio::test]
             async fn pruning_keeps_the_newest_and_the_unfinished() {

@@ -1,8 +1,9 @@
 //! The scheduler: fires jobs on time, applies their policies and records every run.
 //!
-//! One loop owns the timetable. It sleeps until the earliest due fire (or until a job changes, or
-//! a stop is asked for), claims what is due in the store, and hands each claimed run to its own
-//! task. The next fire is always computed from the *scheduled* instant, never from "now", so a
+//! One loop owns the timetable. It sleeps until shortly before the earliest due fire (or until a
+//! job changes, or a stop is asked for), claims every fire due by then in one store transaction,
+//! and releases each claimed run at its instant to its own task; starts and results go to the
+//! store in batches through the [`recorder`], so no run waits for the store to begin. The next fire is always computed from the *scheduled* instant, never from "now", so a
 //! slow run or a slow loop never shifts a schedule; fires that are found late (the process was
 //! down or stalled) go through the job's misfire policy.
 //!
@@ -11,10 +12,11 @@
 //! the rest (recording them `interrupted`) and returns when everything has ended. Stopping twice,
 //! or stopping a scheduler that never started, is harmless.
 
+mod recorder;
 mod runner;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use jiff::{SignedDuration, Timestamp};
 use tokio::sync::{broadcast, Notify, Semaphore};
@@ -39,6 +41,10 @@ pub struct SchedulerConfig {
     /// At most this many `missed` records are written for one job's backlog of missed fires
     /// (the newest ones); older ones are counted in the log.
     pub max_missed_records: usize,
+    /// How long before their instant fires are claimed. Claiming is a store transaction; doing
+    /// it ahead lets a run start at its instant. Fires claimed ahead are run even if a stop
+    /// comes before their instant (within the shutdown grace), like runs already going.
+    pub claim_ahead: SignedDuration,
 }
 
 impl Default for SchedulerConfig {
@@ -48,6 +54,7 @@ impl Default for SchedulerConfig {
             max_concurrent_runs: 64,
             shutdown_grace: SignedDuration::from_secs(30),
             max_missed_records: 1000,
+            claim_ahead: SignedDuration::from_millis(500),
         }
     }
 }
@@ -73,6 +80,45 @@ pub enum SchedulerError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// At most this many runs of one instant are started by one release task.
+const RELEASE_CHUNK: usize = 1024;
+
+/// What becomes of one job's due fires.
+struct Plan {
+    /// Late fires recorded `missed`.
+    missed: Vec<Timestamp>,
+    /// Late fires run as catch-up runs.
+    catch_up: Vec<Timestamp>,
+    /// Fires within the grace period (or not yet due): ordinary fires.
+    on_time: Vec<Timestamp>,
+}
+
+impl Plan {
+    /// Fires within the job's grace period are on time; older ones were missed (the process
+    /// was down or stalled) and go through the misfire policy.
+    fn new(spec: &JobSpec, fires: Vec<Timestamp>, now: Timestamp) -> Plan {
+        let (on_time, late): (Vec<Timestamp>, Vec<Timestamp>) = fires
+            .into_iter()
+            .partition(|at| now.duration_since(*at) <= spec.misfire_grace);
+        let (catch_up, missed) = match spec.misfire {
+            MisfirePolicy::Skip => (Vec::new(), late),
+            MisfirePolicy::RunOnce => {
+                let mut late = late;
+                let last = late.pop().into_iter().collect();
+                (last, late)
+            }
+            MisfirePolicy::RunAll { window } => late
+                .into_iter()
+                .partition(|at| now.duration_since(*at) <= window),
+        };
+        Plan {
+            missed,
+            catch_up,
+            on_time,
+        }
+    }
 }
 
 /// A job as the loop holds it.
@@ -105,6 +151,11 @@ pub(crate) struct Inner {
     tasks: TaskTracker,
     permits: Arc<Semaphore>,
     events: broadcast::Sender<SchedulerEvent>,
+    /// Batches run records; set when the scheduler starts.
+    recorder: OnceLock<recorder::Recorder>,
+    recorder_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Stops the recorder once every run has ended (the very last step of a stop).
+    stop_recorder: CancellationToken,
 }
 
 /// The scheduler. Cheap to clone; clones share one scheduler.
@@ -136,6 +187,9 @@ impl Scheduler {
                 cancel_runs: CancellationToken::new(),
                 tasks: TaskTracker::new(),
                 events,
+                recorder: OnceLock::new(),
+                recorder_task: Mutex::new(None),
+                stop_recorder: CancellationToken::new(),
             }),
             started: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         }
@@ -153,6 +207,10 @@ impl Scheduler {
         if self.started.swap(true, std::sync::atomic::Ordering::SeqCst) {
             return;
         }
+        let (recorder, task) =
+            recorder::spawn(self.inner.store.clone(), self.inner.stop_recorder.clone());
+        let _ = self.inner.recorder.set(recorder);
+        *self.inner.recorder_task.lock().unwrap() = Some(task);
         let inner = self.inner.clone();
         self.inner.tasks.spawn(async move {
             if let Err(e) = inner.recover().await {
@@ -178,6 +236,14 @@ impl Scheduler {
             }
         }
         inner.cancel_runs.cancel();
+        // Every run has ended and sent its result: now the recorder can write the last ones.
+        inner.stop_recorder.cancel();
+        let task = inner.recorder_task.lock().unwrap().take();
+        if let Some(task) = task {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "the run recorder failed");
+            }
+        }
     }
 
     /// Stores a job (creating or changing it) and puts it on the timetable at once. A changed
@@ -214,7 +280,7 @@ impl Scheduler {
                 error: None,
             })
             .await?;
-        inner.clone().dispatch(run.clone()).await;
+        inner.dispatch(run.clone());
         Ok(run)
     }
 
@@ -295,13 +361,19 @@ impl Inner {
     }
 
     async fn run_loop(self: Arc<Self>) {
+        // After a store failure, the loop retries no sooner than this.
+        let mut retry_at: Option<Timestamp> = None;
         loop {
             let now = self.clock.now();
-            let due = self.take_due(now);
-            for (job, fires) in due {
-                let inner = self.clone();
-                self.tasks
-                    .spawn(async move { inner.handle_due(job, fires, now).await });
+            if retry_at.is_none_or(|at| at <= now) {
+                retry_at = None;
+                let due = self.take_due(now + self.config.claim_ahead);
+                if !due.is_empty() {
+                    if let Err(e) = self.fire(due, now).await {
+                        tracing::error!(error = %e, "cannot claim due fires; retrying in 1s (fires that become late go through their misfire policy)");
+                        retry_at = Some(now + SignedDuration::from_secs(1));
+                    }
+                }
             }
             let earliest = self
                 .jobs
@@ -309,16 +381,180 @@ impl Inner {
                 .unwrap()
                 .values()
                 .filter_map(|j| j.next_fire.filter(|_| j.spec.enabled))
-                .min();
+                .min()
+                .map(|at| at - self.config.claim_ahead);
+            let wake_at = match (earliest, retry_at) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
             tokio::select! {
                 () = self.stop_firing.cancelled() => return,
                 () = self.wake.notified() => {}
                 () = async {
-                    match earliest {
+                    match wake_at {
                         Some(at) => self.clock.sleep_until(at).await,
                         None => std::future::pending().await,
                     }
                 } => {}
+            }
+        }
+    }
+
+    /// Handles due fires (some of them up to `claim_ahead` in the future): every fire is
+    /// claimed in one transaction, then released at its instant. Fires past their job's grace
+    /// period (the process was down or stalled) go through the job's misfire policy: recorded
+    /// `missed`, or run as a backlog of catch-up runs, one after another, before the job's
+    /// on-time fires.
+    ///
+    /// On a store error nothing was claimed: the jobs' timetables are put back so the loop can
+    /// try again, and fires that become late meanwhile meet the misfire policy then.
+    async fn fire(
+        self: &Arc<Self>,
+        due: Vec<(Arc<JobSpec>, Vec<Timestamp>)>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let plans: Vec<(Arc<JobSpec>, Plan)> = due
+            .into_iter()
+            .map(|(spec, fires)| {
+                let plan = Plan::new(&spec, fires, now);
+                (spec, plan)
+            })
+            .collect();
+        let mut claims = Vec::new();
+        for (spec, plan) in &plans {
+            let claim = |at: &Timestamp, trigger| ClaimFire {
+                job: &spec.name,
+                scheduled_at: *at,
+                trigger,
+                attempt: 1,
+                node: &self.config.node,
+            };
+            claims.extend(plan.missed.iter().map(|at| claim(at, Trigger::Schedule)));
+            claims.extend(plan.catch_up.iter().map(|at| claim(at, Trigger::CatchUp)));
+            claims.extend(plan.on_time.iter().map(|at| claim(at, Trigger::Schedule)));
+        }
+        let claimed = match self.store.claim_fires(&claims).await {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                self.rewind(&claims);
+                return Err(e);
+            }
+        };
+        let mut claimed = claims.iter().zip(claimed).map(|(claim, run)| {
+            if run.is_none() {
+                tracing::debug!(job = %claim.job, at = %claim.scheduled_at, "fire already claimed");
+            }
+            run
+        });
+        let mut by_instant: BTreeMap<Timestamp, Vec<Run>> = BTreeMap::new();
+        for (_, plan) in &plans {
+            let missed: Vec<Run> = claimed.by_ref().take(plan.missed.len()).flatten().collect();
+            let backlog: Vec<Run> = claimed
+                .by_ref()
+                .take(plan.catch_up.len())
+                .flatten()
+                .collect();
+            let on_time = claimed.by_ref().take(plan.on_time.len()).flatten();
+            if !missed.is_empty() {
+                let inner = self.clone();
+                self.tasks.spawn(async move {
+                    let error = "missed: the scheduler was not running when this fire was due";
+                    for run in missed {
+                        inner
+                            .finish(&run, RunStatus::Missed, None, Some(error.to_owned()), None)
+                            .await;
+                    }
+                });
+            }
+            if backlog.is_empty() {
+                for run in on_time {
+                    by_instant.entry(run.scheduled_at).or_default().push(run);
+                }
+            } else {
+                // Catch-up runs go one after another, whatever the overlap policy: they are one
+                // backlog, and the job's on-time fires wait behind it.
+                let mut runs = backlog;
+                runs.extend(on_time);
+                let inner = self.clone();
+                self.tasks.spawn(async move {
+                    for run in runs {
+                        inner.wait_idle(&run.job).await;
+                        inner.clone().release(run.scheduled_at, vec![run]).await;
+                    }
+                });
+            }
+        }
+        for (at, runs) in by_instant {
+            // Several release tasks per instant, so that both cores start runs.
+            let mut runs = runs.into_iter().peekable();
+            while runs.peek().is_some() {
+                let chunk: Vec<Run> = runs.by_ref().take(RELEASE_CHUNK).collect();
+                let inner = self.clone();
+                self.tasks
+                    .spawn(async move { inner.release(at, chunk).await });
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts claimed runs at their instant `at`. They were claimed, so each ends with a
+    /// record: run, skipped (the job was paused, deleted or rescheduled meanwhile), or
+    /// interrupted (a stop ran out of grace before the instant came).
+    async fn release(self: Arc<Self>, at: Timestamp, runs: Vec<Run>) {
+        tokio::select! {
+            () = self.clock.sleep_until(at) => {}
+            () = self.cancel_runs.cancelled() => {
+                for run in runs {
+                    let reason = Some("interrupted: the scheduler stopped before this fire was due".to_owned());
+                    self.finish(&run, RunStatus::Interrupted, None, reason, None).await;
+                }
+                return;
+            }
+        }
+        for run in runs {
+            let still_due = {
+                let jobs = self.jobs.lock().unwrap();
+                jobs.get(&run.job).map(|job| {
+                    if !job.spec.enabled {
+                        Err("skipped: the job was paused after this fire was claimed")
+                    } else if !job.schedule.as_ref().is_some_and(|s| {
+                        s.next_after(at - SignedDuration::from_nanos(1)) == Some(at)
+                    }) {
+                        Err("skipped: the job's schedule changed after this fire was claimed")
+                    } else {
+                        Ok(())
+                    }
+                })
+            };
+            match still_due {
+                // A deleted job: dispatch records the skip.
+                None | Some(Ok(())) => self.dispatch(run),
+                Some(Err(reason)) => {
+                    let inner = self.clone();
+                    self.tasks.spawn(async move {
+                        inner
+                            .finish(
+                                &run,
+                                RunStatus::Skipped,
+                                None,
+                                Some(reason.to_owned()),
+                                None,
+                            )
+                            .await;
+                    });
+                }
+            }
+        }
+    }
+
+    /// Puts claims that failed back on their jobs' timetables.
+    fn rewind(&self, claims: &[ClaimFire<'_>]) {
+        let mut jobs = self.jobs.lock().unwrap();
+        for claim in claims {
+            if let Some(job) = jobs.get_mut(claim.job) {
+                if job.next_fire.is_none_or(|next| claim.scheduled_at < next) {
+                    job.next_fire = Some(claim.scheduled_at);
+                }
             }
         }
     }
@@ -351,86 +587,6 @@ impl Inner {
         due
     }
 
-    /// Handles a job's due fires. Those within the job's grace period are ordinary fires; older
-    /// ones were missed (the process was down or stalled) and go through the misfire policy.
-    /// Catch-up runs go one after another, whatever the overlap policy: they are one backlog.
-    async fn handle_due(
-        self: Arc<Self>,
-        spec: Arc<JobSpec>,
-        fires: Vec<Timestamp>,
-        now: Timestamp,
-    ) {
-        let (on_time, late): (Vec<Timestamp>, Vec<Timestamp>) = fires
-            .into_iter()
-            .partition(|at| now.duration_since(*at) <= spec.misfire_grace);
-        let (catch_up, missed): (Vec<Timestamp>, Vec<Timestamp>) = match spec.misfire {
-            MisfirePolicy::Skip => (Vec::new(), late),
-            MisfirePolicy::RunOnce => {
-                let mut late = late;
-                let last = late.pop().into_iter().collect();
-                (last, late)
-            }
-            MisfirePolicy::RunAll { window } => late
-                .into_iter()
-                .partition(|at| now.duration_since(*at) <= window),
-        };
-        for at in missed {
-            self.record_missed(&spec, at).await;
-        }
-        let backlog = !catch_up.is_empty();
-        for at in catch_up {
-            self.wait_idle(&spec.name).await;
-            self.clone()
-                .claim_and_dispatch(&spec, at, Trigger::CatchUp)
-                .await;
-        }
-        for at in on_time {
-            if backlog {
-                self.wait_idle(&spec.name).await;
-            }
-            self.clone()
-                .claim_and_dispatch(&spec, at, Trigger::Schedule)
-                .await;
-        }
-    }
-
-    async fn record_missed(&self, spec: &JobSpec, at: Timestamp) {
-        let claim = ClaimFire {
-            job: &spec.name,
-            scheduled_at: at,
-            trigger: Trigger::Schedule,
-            attempt: 1,
-            node: &self.config.node,
-        };
-        match self.store.claim_fire(claim).await {
-            Ok(Some(run)) => {
-                let error =
-                    Some("missed: the scheduler was not running when this fire was due".to_owned());
-                self.finish(&run, RunStatus::Missed, None, error, None)
-                    .await;
-            }
-            Ok(None) => {}
-            Err(e) => tracing::error!(job = %spec.name, error = %e, "cannot record a missed fire"),
-        }
-    }
-
-    async fn claim_and_dispatch(self: Arc<Self>, spec: &JobSpec, at: Timestamp, trigger: Trigger) {
-        let claim = ClaimFire {
-            job: &spec.name,
-            scheduled_at: at,
-            trigger,
-            attempt: 1,
-            node: &self.config.node,
-        };
-        match self.store.claim_fire(claim).await {
-            Ok(Some(run)) => self.dispatch(run).await,
-            Ok(None) => tracing::debug!(job = %spec.name, %at, "fire already claimed"),
-            Err(e) => {
-                tracing::error!(job = %spec.name, %at, error = %e, "cannot claim a fire; it will be retried as a misfire after restart")
-            }
-        }
-    }
-
     /// Records a final status for `run`; returns the run as recorded, or `None` if the result
     /// was not recorded (the run was taken over, or the store failed).
     async fn finish(
@@ -446,12 +602,21 @@ impl Inner {
             id: run.id,
             fencing_token: run.fencing_token,
             status,
+            started_at: run.started_at,
             finished_at,
             exit_code,
             error: error.clone(),
             output: output.clone(),
         };
-        match self.store.finish_run(finish).await {
+        let recorded = match self.recorder.get() {
+            Some(recorder) => match recorder.finish(finish).await {
+                Ok(recorded) => recorded,
+                // The recorder has stopped: write directly.
+                Err(finish) => self.store.finish_run(finish).await,
+            },
+            None => self.store.finish_run(finish).await,
+        };
+        match recorded {
             Ok(true) => {
                 let mut done = run.clone();
                 done.status = status;

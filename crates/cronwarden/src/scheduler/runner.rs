@@ -1,8 +1,6 @@
 //! Running one claimed run: overlap, the global limit, jitter, timeout, cancellation, the
 //! result, retries and chained jobs.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use jiff::SignedDuration;
@@ -11,25 +9,20 @@ use tokio_util::sync::CancellationToken;
 use super::{Inner, SchedulerEvent};
 use crate::executor::{Executor, Outcome, RunContext};
 use crate::model::{JobSpec, OverlapPolicy, Run, RunStatus, Trigger};
-use crate::store::{ClaimFire, NewRun};
+use crate::store::{ClaimFire, NewRun, StartRun};
 
 /// What the overlap policy decided for a new run.
 enum Admission {
-    Start(CancellationToken),
+    Start(CancellationToken, Arc<JobSpec>),
     Wait,
     Skip(String),
 }
 
 impl Inner {
-    /// Starts a claimed run, or queues or skips it per the job's overlap policy.
-    ///
-    /// Boxed because runs lead to runs (a waiting run, a retry, a chained job): the recursion
-    /// needs a named, `Send` future type.
-    pub(super) fn dispatch(self: Arc<Self>, run: Run) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        Box::pin(async move { self.dispatch_now(run).await })
-    }
-
-    async fn dispatch_now(self: Arc<Self>, run: Run) {
+    /// Starts a claimed run on its own task, or queues or skips it per the job's overlap
+    /// policy. Never waits: releasing thousands of runs at one instant must not queue them
+    /// behind one another.
+    pub(super) fn dispatch(self: &Arc<Self>, run: Run) {
         let admission = {
             let mut jobs = self.jobs.lock().unwrap();
             match jobs.get_mut(&run.job) {
@@ -37,16 +30,19 @@ impl Inner {
                 Some(job) => self.admit(job, &run),
             }
         };
+        let inner = self.clone();
         match admission {
-            Admission::Start(token) => {
-                let inner = self.clone();
+            Admission::Start(token, spec) => {
                 self.tasks
-                    .spawn(async move { inner.execute(run, token).await });
+                    .spawn(async move { inner.execute(spec, run, token).await });
             }
             Admission::Wait => {}
             Admission::Skip(reason) => {
-                self.finish(&run, RunStatus::Skipped, None, Some(reason), None)
-                    .await;
+                self.tasks.spawn(async move {
+                    inner
+                        .finish(&run, RunStatus::Skipped, None, Some(reason), None)
+                        .await;
+                });
             }
         }
     }
@@ -58,7 +54,7 @@ impl Inner {
         let admit = |job: &mut super::JobState| {
             let token = self.cancel_runs.child_token();
             job.running.insert(run.id, token.clone());
-            Admission::Start(token)
+            Admission::Start(token, job.spec.clone())
         };
         match (busy, policy) {
             (false, _) => admit(job),
@@ -92,14 +88,7 @@ impl Inner {
 
     /// Executes a run admitted by [`Self::dispatch`] and records its result, then starts what
     /// follows from it: a waiting run, chained jobs, a retry.
-    async fn execute(self: Arc<Self>, run: Run, token: CancellationToken) {
-        let spec = self
-            .jobs
-            .lock()
-            .unwrap()
-            .get(&run.job)
-            .map(|j| j.spec.clone());
-        let Some(spec) = spec else { return };
+    async fn execute(self: Arc<Self>, spec: Arc<JobSpec>, run: Run, token: CancellationToken) {
         let result = self.execute_admitted(&spec, &run, &token).await;
         let (next, idle) = {
             let mut jobs = self.jobs.lock().unwrap();
@@ -112,7 +101,7 @@ impl Inner {
             }
         };
         if let Some(waiting) = next {
-            self.clone().dispatch(waiting).await;
+            self.dispatch(waiting);
         }
         if let Some(idle) = idle {
             idle.notify_waiters();
@@ -166,20 +155,26 @@ impl Inner {
                 () = token.cancelled() => return interrupted(run).await,
             }
         }
+        // The start is recorded in the background: the action does not wait for the store. A
+        // run taken over meanwhile (its node presumed dead) still cannot record its result:
+        // that needs the current fencing token.
         let started_at = self.clock.now();
-        match self
-            .store
-            .start_run(run.id, run.fencing_token, started_at)
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::warn!(run = %run.id, "not started: the run was taken over");
-                return None;
-            }
-            Err(e) => {
-                tracing::error!(run = %run.id, error = %e, "cannot mark a run started; not running it");
-                return None;
+        let start = StartRun {
+            id: run.id,
+            fencing_token: run.fencing_token,
+            at: started_at,
+        };
+        let unsent = match self.recorder.get() {
+            Some(recorder) => recorder.start(start).err(),
+            None => Some(start),
+        };
+        if let Some(start) = unsent {
+            if let Err(e) = self
+                .store
+                .start_run(start.id, start.fencing_token, start.at)
+                .await
+            {
+                tracing::error!(run = %run.id, error = %e, "cannot record a run's start");
             }
         }
         let mut started = run.clone();
@@ -295,7 +290,7 @@ impl Inner {
         let inner = self.clone();
         self.tasks.spawn(async move {
             tokio::select! {
-                () = inner.clock.sleep_until(due) => inner.clone().dispatch(run).await,
+                () = inner.clock.sleep_until(due) => inner.dispatch(run),
                 () = inner.stop_firing.cancelled() => {
                     let reason = Some("interrupted: the scheduler stopped before this retry was due".to_owned());
                     inner.finish(&run, RunStatus::Interrupted, None, reason, None).await;
@@ -327,7 +322,7 @@ impl Inner {
                 error: None,
             };
             match self.store.record_run(new).await {
-                Ok(run) => self.clone().dispatch(run).await,
+                Ok(run) => self.dispatch(run),
                 Err(e) => tracing::error!(job = %name, error = %e, "cannot record a chained run"),
             }
         }

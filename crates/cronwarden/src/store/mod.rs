@@ -83,6 +83,17 @@ pub struct NewRun<'a> {
     pub error: Option<String>,
 }
 
+/// A claimed run starting, recorded with its fencing token.
+#[derive(Clone, Copy, Debug)]
+pub struct StartRun {
+    /// The run.
+    pub id: RunId,
+    /// The token the run was claimed with.
+    pub fencing_token: i64,
+    /// When it started.
+    pub at: Timestamp,
+}
+
 /// The result of a run, recorded with its fencing token.
 #[derive(Clone, Debug)]
 pub struct FinishRun {
@@ -92,6 +103,9 @@ pub struct FinishRun {
     pub fencing_token: i64,
     /// A final status.
     pub status: RunStatus,
+    /// When it started, if it did: recorded unless a start was recorded already, so that a
+    /// short run needs no separate start record.
+    pub started_at: Option<Timestamp>,
     /// When it ended.
     pub finished_at: Timestamp,
     /// A command's exit code.
@@ -168,24 +182,53 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes a job and its history; false if there was none.
     async fn delete_job(&self, name: &JobName) -> Result<bool, StoreError>;
 
-    /// Claims a fire. `None` if it was claimed already (by this or another loop or node).
-    async fn claim_fire(&self, claim: ClaimFire<'_>) -> Result<Option<Run>, StoreError>;
+    /// Claims fires in one transaction: element `i` of the result is the run claimed for
+    /// `claims[i]`, or `None` if that fire was claimed already (by this or another loop or
+    /// node, or earlier in the same batch).
+    async fn claim_fires(&self, claims: &[ClaimFire<'_>]) -> Result<Vec<Option<Run>>, StoreError>;
+
+    /// Claims one fire. `None` if it was claimed already.
+    async fn claim_fire(&self, claim: ClaimFire<'_>) -> Result<Option<Run>, StoreError> {
+        Ok(self.claim_fires(&[claim]).await?.pop().flatten())
+    }
 
     /// Records a run that needs no claim.
     async fn record_run(&self, run: NewRun<'_>) -> Result<Run, StoreError>;
 
-    /// Marks a claimed run `running` from `at`; false if the token is not current or the run is
-    /// no longer queued.
+    /// Marks claimed runs `running`, in one transaction. Element `i` of the result is false if
+    /// `starts[i]`'s token is not current or its run is no longer queued.
+    async fn start_runs(&self, starts: &[StartRun]) -> Result<Vec<bool>, StoreError>;
+
+    /// Marks one claimed run `running` from `at`; false if the token is not current or the run
+    /// is no longer queued.
     async fn start_run(
         &self,
         id: RunId,
         fencing_token: i64,
         at: Timestamp,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<bool, StoreError> {
+        let start = StartRun {
+            id,
+            fencing_token,
+            at,
+        };
+        Ok(self.start_runs(&[start]).await?.pop().unwrap_or(false))
+    }
 
-    /// Records a run's result; false (and nothing written) if the token is not current or the
-    /// run already has a final status.
-    async fn finish_run(&self, finish: FinishRun) -> Result<bool, StoreError>;
+    /// Records runs' results in one transaction. Element `i` of the result is false (and
+    /// nothing was written for it) if `finishes[i]`'s token is not current or its run already
+    /// has a final status. An error if any status is not final.
+    async fn finish_runs(&self, finishes: &[FinishRun]) -> Result<Vec<bool>, StoreError>;
+
+    /// Records one run's result; false (and nothing written) if the token is not current or
+    /// the run already has a final status.
+    async fn finish_run(&self, finish: FinishRun) -> Result<bool, StoreError> {
+        Ok(self
+            .finish_runs(std::slice::from_ref(&finish))
+            .await?
+            .pop()
+            .unwrap_or(false))
+    }
 
     /// One run.
     async fn get_run(&self, id: RunId) -> Result<Option<Run>, StoreError>;
@@ -208,6 +251,27 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes final runs beyond the newest `keep_last` per job, and final runs that finished
     /// before `older_than`. Returns how many were deleted.
     async fn prune_runs(&self, keep_last: u32, older_than: Timestamp) -> Result<u64, StoreError>;
+}
+
+/// The run a successful claim created: `queued`, on the claiming node.
+pub(crate) fn claimed_run(claim: &ClaimFire<'_>, id: RunId, fencing_token: i64) -> Run {
+    Run {
+        id,
+        job: claim.job.clone(),
+        // As stored: to the microsecond.
+        scheduled_at: Timestamp::from_microsecond(claim.scheduled_at.as_microsecond())
+            .unwrap_or(claim.scheduled_at),
+        trigger: claim.trigger,
+        attempt: claim.attempt,
+        status: RunStatus::Queued,
+        node: claim.node.to_owned(),
+        fencing_token,
+        started_at: None,
+        finished_at: None,
+        exit_code: None,
+        error: None,
+        output: None,
+    }
 }
 
 /// Percentile `p` (0-100) of sorted durations, nearest-rank.

@@ -1,5 +1,6 @@
 //! The SQLite store: a single file in WAL mode, migrated on open. The zero-set-up default.
 
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -11,7 +12,8 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqlitePool};
 
 use super::{
-    percentile, ClaimFire, FinishRun, JobRecord, JobStats, NewRun, RunFilter, Store, StoreError,
+    claimed_run, percentile, ClaimFire, FinishRun, JobRecord, JobStats, NewRun, RunFilter,
+    StartRun, Store, StoreError,
 };
 use crate::model::{JobName, JobSpec, Run, RunId, RunStatus, Trigger};
 
@@ -119,6 +121,21 @@ fn job_from_row(row: &SqliteRow) -> Result<JobRecord, StoreError> {
 fn one(rows: &[SqliteRow]) -> Result<&SqliteRow, StoreError> {
     rows.first()
         .ok_or_else(|| StoreError::Corrupt("a RETURNING statement returned no row".to_owned()))
+}
+
+/// Rows per statement in batch writes: well under SQLite's limit of 32,766 bound values.
+const BATCH_ROWS: usize = 500;
+
+/// `count` copies of a `VALUES` row, comma-separated.
+fn placeholders(count: usize, row: &str) -> String {
+    let mut sql = String::with_capacity(count * (row.len() + 2));
+    for i in 0..count {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(row);
+    }
+    sql
 }
 
 /// A fresh fencing token: random, so that no two claims share one even across restarts.
@@ -263,39 +280,73 @@ impl Store for SqliteStore {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn claim_fire(&self, claim: ClaimFire<'_>) -> Result<Option<Run>, StoreError> {
+    async fn claim_fires(&self, claims: &[ClaimFire<'_>]) -> Result<Vec<Option<Run>>, StoreError> {
+        let mut claimed: HashMap<(String, i64, u32), (RunId, i64)> = HashMap::new();
         let mut tx = self.pool.begin().await.map_err(db)?;
-        let row = sqlx::query(audited(format!(
-            "INSERT INTO runs (job, scheduled_at, trigger, attempt, status, node, fencing_token)
-             VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6)
-             ON CONFLICT DO NOTHING
-             RETURNING {RUN_COLUMNS}"
-        )))
-        .bind(claim.job.as_str())
-        .bind(micros(claim.scheduled_at))
-        .bind(claim.trigger.as_str())
-        .bind(i64::from(claim.attempt))
-        .bind(claim.node)
-        .bind(fencing_token())
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db)?;
-        let Some(row) = row.first() else {
-            // Already claimed. Commit anyway: a dropped transaction would hold SQLite's write
-            // lock until its rollback ran, stalling every other writer.
-            tx.commit().await.map_err(db)?;
-            return Ok(None);
-        };
-        if matches!(claim.trigger, Trigger::Schedule | Trigger::CatchUp) {
-            sqlx::query("UPDATE jobs SET last_fire_at = MAX(COALESCE(last_fire_at, ?2), ?2) WHERE name = ?1")
-                .bind(claim.job.as_str())
-                .bind(micros(claim.scheduled_at))
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
+        for chunk in claims.chunks(BATCH_ROWS) {
+            // `DO NOTHING` leaves out fires claimed before and repeats within the chunk;
+            // `RETURNING` names the rows that went in.
+            let sql = format!(
+                "INSERT INTO runs (job, scheduled_at, trigger, attempt, status, node, fencing_token)
+                 VALUES {} ON CONFLICT DO NOTHING RETURNING id, job, scheduled_at, attempt, fencing_token",
+                placeholders(chunk.len(), "(?, ?, ?, ?, 'queued', ?, ?)")
+            );
+            let mut query = sqlx::query(audited(sql));
+            for claim in chunk {
+                query = query
+                    .bind(claim.job.as_str())
+                    .bind(micros(claim.scheduled_at))
+                    .bind(claim.trigger.as_str())
+                    .bind(i64::from(claim.attempt))
+                    .bind(claim.node)
+                    .bind(fencing_token());
+            }
+            let rows = query.fetch_all(&mut *tx).await.map_err(db)?;
+            for row in &rows {
+                let get_err = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
+                let key = (
+                    row.try_get::<String, _>("job").map_err(get_err)?,
+                    row.try_get::<i64, _>("scheduled_at").map_err(get_err)?,
+                    row.try_get::<i64, _>("attempt").map_err(get_err)? as u32,
+                );
+                let value = (
+                    RunId(row.try_get("id").map_err(get_err)?),
+                    row.try_get("fencing_token").map_err(get_err)?,
+                );
+                claimed.insert(key, value);
+            }
+        }
+        // Where each job's schedule stands: the latest scheduled or catch-up instant claimed.
+        let mut last_fire: HashMap<&str, i64> = HashMap::new();
+        let runs: Vec<Option<Run>> = claims
+            .iter()
+            .map(|claim| {
+                let at = micros(claim.scheduled_at);
+                let key = (claim.job.as_str().to_owned(), at, claim.attempt);
+                // `remove`: a fire repeated within the batch is claimed by its first mention.
+                let (id, fencing_token) = claimed.remove(&key)?;
+                if matches!(claim.trigger, Trigger::Schedule | Trigger::CatchUp) {
+                    let last = last_fire.entry(claim.job.as_str()).or_insert(at);
+                    *last = (*last).max(at);
+                }
+                Some(claimed_run(claim, id, fencing_token))
+            })
+            .collect();
+        let last_fire: Vec<(&str, i64)> = last_fire.into_iter().collect();
+        for chunk in last_fire.chunks(BATCH_ROWS) {
+            let sql = format!(
+                "UPDATE jobs SET last_fire_at = MAX(COALESCE(last_fire_at, v.column2), v.column2)
+                 FROM (VALUES {}) AS v WHERE jobs.name = v.column1",
+                placeholders(chunk.len(), "(?, ?)")
+            );
+            let mut query = sqlx::query(audited(sql));
+            for (job, at) in chunk {
+                query = query.bind(*job).bind(*at);
+            }
+            query.execute(&mut *tx).await.map_err(db)?;
         }
         tx.commit().await.map_err(db)?;
-        run_from_row(row).map(Some)
+        Ok(runs)
     }
 
     async fn record_run(&self, run: NewRun<'_>) -> Result<Run, StoreError> {
@@ -320,47 +371,65 @@ impl Store for SqliteStore {
         run_from_row(one(&row)?)
     }
 
-    async fn start_run(
-        &self,
-        id: RunId,
-        fencing_token: i64,
-        at: Timestamp,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE runs SET status = 'running', started_at = ?3
-             WHERE id = ?1 AND fencing_token = ?2 AND status = 'queued'",
-        )
-        .bind(id.0)
-        .bind(fencing_token)
-        .bind(micros(at))
-        .execute(&self.pool)
-        .await
-        .map_err(db)?;
-        Ok(done.rows_affected() == 1)
+    async fn start_runs(&self, starts: &[StartRun]) -> Result<Vec<bool>, StoreError> {
+        let mut started = HashSet::new();
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        for chunk in starts.chunks(BATCH_ROWS) {
+            let sql = format!(
+                "UPDATE runs SET status = 'running', started_at = v.column3
+                 FROM (VALUES {}) AS v
+                 WHERE runs.id = v.column1 AND runs.fencing_token = v.column2 AND runs.status = 'queued'
+                 RETURNING runs.id",
+                placeholders(chunk.len(), "(?, ?, ?)")
+            );
+            let mut query = sqlx::query_scalar::<_, i64>(audited(sql));
+            for start in chunk {
+                query = query
+                    .bind(start.id.0)
+                    .bind(start.fencing_token)
+                    .bind(micros(start.at));
+            }
+            started.extend(query.fetch_all(&mut *tx).await.map_err(db)?);
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(starts.iter().map(|s| started.remove(&s.id.0)).collect())
     }
 
-    async fn finish_run(&self, finish: FinishRun) -> Result<bool, StoreError> {
-        if !finish.status.is_final() {
+    async fn finish_runs(&self, finishes: &[FinishRun]) -> Result<Vec<bool>, StoreError> {
+        if let Some(f) = finishes.iter().find(|f| !f.status.is_final()) {
             return Err(StoreError::Corrupt(format!(
-                "{} is not a final status",
-                finish.status
+                "run {}: {} is not a final status",
+                f.id, f.status
             )));
         }
-        let done = sqlx::query(
-            "UPDATE runs SET status = ?3, finished_at = ?4, exit_code = ?5, error = ?6, output = ?7
-             WHERE id = ?1 AND fencing_token = ?2 AND status IN ('queued', 'running')",
-        )
-        .bind(finish.id.0)
-        .bind(finish.fencing_token)
-        .bind(finish.status.as_str())
-        .bind(micros(finish.finished_at))
-        .bind(finish.exit_code)
-        .bind(&finish.error)
-        .bind(&finish.output)
-        .execute(&self.pool)
-        .await
-        .map_err(db)?;
-        Ok(done.rows_affected() == 1)
+        let mut finished = HashSet::new();
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        for chunk in finishes.chunks(BATCH_ROWS) {
+            let sql = format!(
+                "UPDATE runs SET status = v.column3, finished_at = v.column4, exit_code = v.column5,
+                     error = v.column6, output = v.column7, started_at = COALESCE(runs.started_at, v.column8)
+                 FROM (VALUES {}) AS v
+                 WHERE runs.id = v.column1 AND runs.fencing_token = v.column2
+                   AND runs.status IN ('queued', 'running')
+                 RETURNING runs.id",
+                placeholders(chunk.len(), "(?, ?, ?, ?, ?, ?, ?, ?)")
+            );
+            let mut query = sqlx::query_scalar::<_, i64>(audited(sql));
+            for f in chunk {
+                query = query
+                    .bind(f.id.0)
+                    .bind(f.fencing_token)
+                    .bind(f.status.as_str())
+                    .bind(micros(f.finished_at))
+                    .bind(f.exit_code)
+                    .bind(&f.error)
+                    .bind(&f.output)
+                    .bind(f.started_at.map(micros));
+            }
+            finished.extend(query.fetch_all(&mut *tx).await.map_err(db)?);
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(finishes.iter().map(|f| finished.remove(&f.id.0)).collect())
     }
 
     async fn get_run(&self, id: RunId) -> Result<Option<Run>, StoreError> {

@@ -1,0 +1,149 @@
+//! The recorder: writes run starts and results to the store in batches, off the runs' path.
+//!
+//! At thousands of runs a second, one transaction per record is what limits throughput (each
+//! SQLite commit serialises on the write lock). Runs hand their records to this task instead; it
+//! writes whatever has accumulated while the previous batch was being written, in one
+//! transaction, so the batch size adapts to the load and a lone record waits for nothing.
+//!
+//! A start is fire-and-forget: a run never waits for the store before its action begins. A
+//! result is acknowledged: the run learns whether it was recorded (its fencing token may have
+//! been superseded) before it decides on a retry. A start whose result is in the same batch is
+//! not written separately; the result carries the start time.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::{FinishRun, StartRun, Store, StoreError};
+
+/// The largest batch written in one transaction.
+const MAX_BATCH: usize = 4096;
+
+enum Record {
+    Start(StartRun),
+    Finish(FinishRun, oneshot::Sender<Result<bool, StoreError>>),
+}
+
+/// The handle runs use to send records.
+#[derive(Clone)]
+pub(super) struct Recorder {
+    records: mpsc::UnboundedSender<Record>,
+}
+
+/// The recorder's task: write until stopped, then write what is left.
+pub(super) fn spawn(store: Arc<dyn Store>, stop: CancellationToken) -> (Recorder, JoinHandle<()>) {
+    let (records, mut inbox) = mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        loop {
+            tokio::select! {
+                // Records first: a stop still writes everything sent before it.
+                biased;
+                received = inbox.recv_many(&mut batch, MAX_BATCH) => {
+                    if received == 0 {
+                        return;
+                    }
+                }
+                () = stop.cancelled() => {
+                    while let Ok(record) = inbox.try_recv() {
+                        batch.push(record);
+                    }
+                    write(&*store, &mut batch).await;
+                    return;
+                }
+            }
+            write(&*store, &mut batch).await;
+        }
+    });
+    (Recorder { records }, task)
+}
+
+async fn write(store: &dyn Store, batch: &mut Vec<Record>) {
+    if batch.is_empty() {
+        return;
+    }
+    let finishing: HashSet<_> = batch
+        .iter()
+        .filter_map(|r| match r {
+            Record::Finish(f, _) => Some(f.id),
+            Record::Start(_) => None,
+        })
+        .collect();
+    let mut starts = Vec::new();
+    let mut finishes = Vec::new();
+    let mut replies = Vec::new();
+    for record in batch.drain(..) {
+        match record {
+            Record::Start(s) if !finishing.contains(&s.id) => starts.push(s),
+            Record::Start(_) => {}
+            Record::Finish(f, reply) => {
+                finishes.push(f);
+                replies.push(reply);
+            }
+        }
+    }
+    if !starts.is_empty() {
+        match store.start_runs(&starts).await {
+            Ok(started) => {
+                for (start, ok) in starts.iter().zip(started) {
+                    if !ok {
+                        tracing::warn!(run = %start.id, "start not recorded: the run was taken over");
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, runs = starts.len(), "cannot record run starts"),
+        }
+    }
+    if finishes.is_empty() {
+        return;
+    }
+    match store.finish_runs(&finishes).await {
+        Ok(recorded) => {
+            for (reply, ok) in replies.into_iter().zip(recorded) {
+                // A run that stopped waiting (its task was dropped) needs no answer.
+                let _ = reply.send(Ok(ok));
+            }
+        }
+        Err(e) => {
+            let message = e.to_string();
+            for reply in replies {
+                let _ = reply.send(Err(StoreError::Database(message.clone())));
+            }
+        }
+    }
+}
+
+impl Recorder {
+    /// Queues a start record.
+    pub(super) fn start(&self, start: StartRun) -> Result<(), StartRun> {
+        self.records
+            .send(Record::Start(start))
+            .map_err(|e| match e.0 {
+                Record::Start(s) => s,
+                Record::Finish(..) => unreachable!("sent a start"),
+            })
+    }
+
+    /// Records a result and waits until it is written; `Err(finish)` back if the recorder has
+    /// stopped.
+    pub(super) async fn finish(
+        &self,
+        finish: FinishRun,
+    ) -> Result<Result<bool, StoreError>, FinishRun> {
+        let (reply, written) = oneshot::channel();
+        if let Err(e) = self.records.send(Record::Finish(finish, reply)) {
+            return match e.0 {
+                Record::Finish(f, _) => Err(f),
+                Record::Start(_) => unreachable!("sent a finish"),
+            };
+        }
+        Ok(written.await.unwrap_or_else(|_| {
+            Err(StoreError::Database(
+                "the recorder stopped before writing this result".to_owned(),
+            ))
+        }))
+    }
+}
