@@ -10,12 +10,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cronwarden::clock::{Clock, SystemClock};
-use cronwarden::executor::{Executors, JobError, RustJobs};
-use cronwarden::model::{Action, JobName, JobSpec, OverlapPolicy};
-use cronwarden::scheduler::{Scheduler, SchedulerConfig, SchedulerEvent};
-use cronwarden::store::{SqliteStore, Store};
-use jiff::SignedDuration;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+
+use cronwarden::clock::SystemClock;
+use cronwarden::executor::{Executors, JobError, RunContext, RustJobs};
+use cronwarden::model::{Action, JobName, JobSpec, OverlapPolicy, Run, RunStatus};
+use cronwarden::scheduler::{Scheduler, SchedulerConfig};
+use cronwarden::store::{RunFilter, SqliteStore, Store};
+use jiff::Timestamp;
 
 const JOBS: usize = 10_000;
 
@@ -59,102 +61,268 @@ async fn store(name: &str) -> Arc<SqliteStore> {
     Arc::new(SqliteStore::open(path.to_str().unwrap()).await.unwrap())
 }
 
-fn noop_jobs() -> RustJobs {
-    RustJobs::new().register("noop", |_ctx| async { Ok::<_, JobError>(String::new()) })
+/// Lateness of each run, taken by the action itself as it begins: wall clock minus the
+/// scheduled instant, in microseconds. Lock-free, so that measuring does not serialise runs.
+#[derive(Clone)]
+struct Lateness {
+    slots: Arc<[AtomicI64]>,
+    next: Arc<AtomicUsize>,
 }
 
-fn job(i: usize, schedule: &str) -> JobSpec {
+impl Lateness {
+    fn new(capacity: usize) -> Lateness {
+        Lateness {
+            slots: (0..capacity).map(|_| AtomicI64::new(0)).collect(),
+            next: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    fn record(&self, scheduled_at: Timestamp) {
+        let late = Timestamp::now().duration_since(scheduled_at).as_micros() as i64;
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        if let Some(slot) = self.slots.get(i) {
+            slot.store(late, Ordering::Relaxed);
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.next.load(Ordering::Relaxed)
+    }
+
+    /// The recorded values in milliseconds, sorted.
+    fn sorted_ms(&self) -> Vec<f64> {
+        let n = self.count().min(self.slots.len());
+        let mut all: Vec<f64> = self.slots[..n]
+            .iter()
+            .map(|s| s.load(Ordering::Relaxed) as f64 / 1000.0)
+            .collect();
+        all.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        all
+    }
+}
+
+fn noop_jobs(lateness: &Lateness) -> RustJobs {
+    let lateness = lateness.clone();
+    RustJobs::new().register("noop", move |ctx: RunContext| {
+        lateness.record(ctx.scheduled_at);
+        async { Ok::<_, JobError>(String::new()) }
+    })
+}
+
+fn job(i: usize, schedule: &str, action: &Action) -> JobSpec {
     let mut spec = JobSpec::new(
         JobName::new(format!("job-{i:05}")).unwrap(),
         Some(schedule),
-        Action::Rust {
-            handler: "noop".into(),
-        },
+        action.clone(),
     );
     spec.overlap = OverlapPolicy::Allow;
     spec
 }
 
-async fn burst() {
-    let store = store("burst").await;
-    let clock = SystemClock;
-    // All jobs fire at the same second, a few seconds from now (once a minute).
-    let target = clock.now() + SignedDuration::from_secs(4);
-    let second = target.as_second().rem_euclid(60);
-    let schedule = format!("{second} * * * * *");
-    for i in 0..JOBS {
+fn noop_action() -> Action {
+    Action::Rust {
+        handler: "noop".into(),
+    }
+}
+
+/// A command that records its own lateness: `date` prints the instant it ran, to be compared
+/// with the run's scheduled instant.
+fn command_action() -> Action {
+    Action::Command {
+        argv: vec!["date".into(), "+%s%N".into()],
+        env: Default::default(),
+        cwd: None,
+    }
+}
+
+/// Stores `count` jobs with `schedule`.
+async fn populate(store: &SqliteStore, count: usize, schedule: &str, action: &Action) {
+    for i in 0..count {
         store
-            .upsert_job(&job(i, &schedule), clock.now())
+            .upsert_job(&job(i, schedule, action), Timestamp::now())
             .await
             .unwrap();
     }
+}
+
+/// Runs with a final status so far.
+async fn finished_runs(store: &SqliteStore) -> Vec<Run> {
+    let filter = RunFilter {
+        limit: Some(u32::MAX),
+        ..RunFilter::default()
+    };
+    let mut runs = store.list_runs(&filter).await.unwrap();
+    runs.retain(|r| r.status.is_final());
+    runs
+}
+
+/// How many runs succeeded, read a page at a time (a sustained run records hundreds of
+/// thousands; holding them all would dwarf the memory being measured).
+async fn succeeded_runs(store: &SqliteStore) -> usize {
+    let mut count = 0;
+    let mut before_id = None;
+    loop {
+        let filter = RunFilter {
+            before_id,
+            limit: Some(50_000),
+            ..RunFilter::default()
+        };
+        let page = store.list_runs(&filter).await.unwrap();
+        let Some(last) = page.last() else {
+            return count;
+        };
+        before_id = Some(last.id);
+        count += page
+            .iter()
+            .filter(|r| r.status == RunStatus::Succeeded)
+            .count();
+    }
+}
+
+/// Starts a new peak-memory measurement (Linux: resets the peak resident set size).
+fn reset_peak_memory() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn scheduler(store: Arc<SqliteStore>, rust: RustJobs, max_concurrent_runs: usize) -> Scheduler {
     let config = SchedulerConfig {
-        max_concurrent_runs: 256,
+        max_concurrent_runs,
         ..SchedulerConfig::default()
     };
-    let scheduler = Scheduler::new(
-        store.clone(),
-        Arc::new(clock),
-        Executors::new(noop_jobs()),
-        config,
-    );
-    let mut events = scheduler.subscribe();
+    Scheduler::new(store, Arc::new(SystemClock), Executors::new(rust), config)
+}
+
+/// The whole second a few seconds from now, as a once-a-minute schedule firing at it.
+fn next_burst() -> (Timestamp, String) {
+    let target = Timestamp::from_second(Timestamp::now().as_second() + 8).unwrap();
+    let schedule = format!("{} * * * * *", target.as_second().rem_euclid(60));
+    (target, schedule)
+}
+
+/// `jobs` jobs all due at one second; reports lateness and how long until every result was
+/// recorded.
+async fn burst(label: &str, jobs: usize, action: Action, max_concurrent_runs: usize) {
+    let store = store(label).await;
+    let (target, schedule) = next_burst();
+    populate(&store, jobs, &schedule, &action).await;
+    let lateness = Lateness::new(jobs);
+    reset_peak_memory();
+    let scheduler = scheduler(store.clone(), noop_jobs(&lateness), max_concurrent_runs);
     let cpu_before = cpu_time();
     scheduler.start();
-    let mut lateness = Vec::with_capacity(JOBS);
-    let mut last_finish = None;
-    let mut finished = 0;
-    while finished < JOBS {
-        match events.recv().await {
-            Ok(SchedulerEvent::RunStarted(run)) => {
-                lateness.push(
-                    run.started_at
-                        .unwrap()
-                        .duration_since(run.scheduled_at)
-                        .as_secs_f64()
-                        * 1000.0,
-                );
-            }
-            Ok(SchedulerEvent::RunFinished(run)) => {
-                finished += 1;
-                last_finish = run.finished_at;
-            }
-            Err(e) => panic!("events lost: {e}"),
-        }
+    // Until every run has begun, then a graceful stop: it returns once every result is written.
+    // (No polling of the store meanwhile: that would compete with what is measured.)
+    tokio::time::sleep_until(
+        tokio::time::Instant::now()
+            + Duration::try_from(target.duration_since(Timestamp::now())).unwrap_or_default(),
+    )
+    .await;
+    let begun = Instant::now();
+    while started_runs(&lateness, &store, &action).await < jobs {
+        assert!(
+            begun.elapsed() < Duration::from_secs(120),
+            "runs did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let cpu = cpu_time() - cpu_before;
     scheduler.stop().await;
-    lateness.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let span = last_finish
-        .unwrap()
-        .duration_since(jiff::Timestamp::from_second(target.as_second()).unwrap());
+    let cpu = cpu_time() - cpu_before;
+    let peak = peak_rss_mib();
+    let runs = finished_runs(&store).await;
+    assert_eq!(runs.len(), jobs, "every run recorded");
+    let last = runs.iter().filter_map(|r| r.finished_at).max().unwrap();
+    let span = last.duration_since(target).as_secs_f64();
+    let late = match action {
+        Action::Command { .. } => command_lateness(&runs),
+        _ => lateness.sorted_ms(),
+    };
+    let failed = runs
+        .iter()
+        .filter(|r| r.status != RunStatus::Succeeded)
+        .count();
     println!(
-        "burst: {JOBS} jobs due at one second: lateness p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; \
-         all finished {:.2} s after the second ({:.0} fires/s); CPU {:.2} s",
-        percentile(&lateness, 0.50),
-        percentile(&lateness, 0.99),
-        lateness.last().unwrap(),
-        span.as_secs_f64(),
-        JOBS as f64 / span.as_secs_f64(),
+        "{label}: {jobs} jobs due at one second: lateness min {:.1} ms, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; \
+         every result recorded {span:.2} s after the second ({:.0} fires/s); {failed} not succeeded; CPU {:.2} s; \
+         peak memory {peak:.0} MiB",
+        late[0],
+        percentile(&late, 0.50),
+        percentile(&late, 0.99),
+        late.last().unwrap(),
+        jobs as f64 / span,
         cpu.as_secs_f64()
+    );
+}
+
+/// How many runs have begun: counted by the in-process action, or (for commands, which
+/// report nothing in-process) the runs recorded as started or finished.
+async fn started_runs(lateness: &Lateness, store: &SqliteStore, action: &Action) -> usize {
+    match action {
+        Action::Command { .. } => {
+            let filter = RunFilter {
+                status: Some(RunStatus::Queued),
+                limit: Some(u32::MAX),
+                ..RunFilter::default()
+            };
+            let queued = store.list_runs(&filter).await.unwrap().len();
+            let all = RunFilter {
+                limit: Some(u32::MAX),
+                ..RunFilter::default()
+            };
+            store.list_runs(&all).await.unwrap().len() - queued
+        }
+        _ => lateness.count(),
+    }
+}
+
+/// Lateness of command runs, from the instant each printed.
+fn command_lateness(runs: &[Run]) -> Vec<f64> {
+    let mut late: Vec<f64> = runs
+        .iter()
+        .filter_map(|r| {
+            let nanos: i128 = r.output.as_deref()?.trim().parse().ok()?;
+            let ran = Timestamp::from_nanosecond(nanos).ok()?;
+            Some(ran.duration_since(r.scheduled_at).as_secs_f64() * 1000.0)
+        })
+        .collect();
+    late.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    late
+}
+
+/// `jobs` jobs firing every second for `seconds` seconds: the sustained rate is the number of
+/// results recorded for fires in the window, over the window.
+async fn sustained(label: &str, jobs: usize, seconds: i64) {
+    let store = store(label).await;
+    populate(&store, jobs, "* * * * * *", &noop_action()).await;
+    let lateness = Lateness::new(jobs * (seconds as usize + 2));
+    reset_peak_memory();
+    let scheduler = scheduler(store.clone(), noop_jobs(&lateness), 256);
+    let cpu_before = cpu_time();
+    let wall = Instant::now();
+    scheduler.start();
+    tokio::time::sleep(Duration::from_secs(seconds as u64)).await;
+    scheduler.stop().await;
+    let cpu = cpu_time() - cpu_before;
+    let elapsed = wall.elapsed().as_secs_f64();
+    let peak = peak_rss_mib();
+    let succeeded = succeeded_runs(&store).await;
+    let late = lateness.sorted_ms();
+    println!(
+        "{label}: {jobs} jobs every second for {seconds} s: {succeeded} runs succeeded ({:.0} fires/s); \
+         lateness p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; CPU {:.2} s ({:.0}% of one core); peak memory {peak:.0} MiB",
+        succeeded as f64 / elapsed,
+        percentile(&late, 0.50),
+        percentile(&late, 0.99),
+        late.last().unwrap(),
+        cpu.as_secs_f64(),
+        100.0 * cpu.as_secs_f64() / elapsed
     );
 }
 
 async fn idle() {
     let store = store("idle").await;
-    let clock = SystemClock;
-    for i in 0..JOBS {
-        store
-            .upsert_job(&job(i, "0 0 1 1 *"), clock.now())
-            .await
-            .unwrap();
-    }
-    let scheduler = Scheduler::new(
-        store,
-        Arc::new(clock),
-        Executors::new(noop_jobs()),
-        SchedulerConfig::default(),
-    );
+    populate(&store, JOBS, "0 0 1 1 *", &noop_action()).await;
+    reset_peak_memory();
+    let scheduler = scheduler(store, noop_jobs(&Lateness::new(0)), 64);
     scheduler.start();
     tokio::time::sleep(Duration::from_secs(2)).await; // let start-up finish
     let before = cpu_time();
@@ -163,10 +331,11 @@ async fn idle() {
     let cpu = cpu_time() - before;
     scheduler.stop().await;
     println!(
-        "idle: {JOBS} jobs not due: {:.2} s CPU over {:.1} s ({:.2}% of one core)",
+        "idle: {JOBS} jobs not due: {:.2} s CPU over {:.1} s ({:.2}% of one core); peak memory {:.0} MiB",
         cpu.as_secs_f64(),
         wall.elapsed().as_secs_f64(),
-        100.0 * cpu.as_secs_f64() / wall.elapsed().as_secs_f64()
+        100.0 * cpu.as_secs_f64() / wall.elapsed().as_secs_f64(),
+        peak_rss_mib()
     );
 }
 
@@ -176,9 +345,21 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let wanted = |name: &str| only.as_deref().is_none_or(|o| o == name);
     runtime.block_on(async {
-        burst().await;
-        idle().await;
+        if wanted("burst") {
+            burst("burst", JOBS, noop_action(), 256).await;
+        }
+        if wanted("command-burst") {
+            burst("command-burst", 1_000, command_action(), 64).await;
+        }
+        if wanted("sustained") {
+            sustained("sustained", JOBS, 30).await;
+            sustained("sustained-20k", 2 * JOBS, 30).await;
+        }
+        if wanted("idle") {
+            idle().await;
+        }
     });
-    println!("peak memory: {:.0} MiB", peak_rss_mib());
 }

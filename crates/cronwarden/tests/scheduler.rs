@@ -1010,7 +1010,8 @@ async fn fires_that_could_not_be_claimed_are_retried_then_follow_the_misfire_pol
     // At 00:03:21 the 00:03 fire is within its 60 s grace and runs as scheduled; 00:01 and
     // 00:02 are late, so `run_once` catches up the latest and records the other missed.
     eventually(|| async {
-        runs().await.iter().all(|r| r.status.is_final()) && runs().await.len() == 3
+        let runs = runs().await;
+        runs.len() == 3 && runs.iter().all(|r| r.status.is_final())
     })
     .await;
     let seen: Vec<(String, Trigger, RunStatus)> = runs()
@@ -1040,4 +1041,49 @@ async fn fires_that_could_not_be_claimed_are_retried_then_follow_the_misfire_pol
         clock.advance(SignedDuration::from_millis(100));
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
+}
+
+#[tokio::test]
+async fn a_panicking_job_fails_its_own_run_only() {
+    let rust = RustJobs::new()
+        .register("explodes", |_ctx| async {
+            if true {
+                panic!("boom");
+            }
+            Ok::<_, JobError>(String::new())
+        })
+        .register("steady", |_ctx| async { Ok::<_, JobError>("fine".into()) });
+    let mut h = Harness::new(
+        vec![
+            rust_job("explodes", Some("* * * * *")),
+            rust_job("steady", Some("* * * * *")),
+        ],
+        rust,
+    )
+    .await;
+    h.advance(secs(60)).await;
+    let mut finished = vec![h.finished().await, h.finished().await];
+    finished.sort_by(|a, b| a.job.cmp(&b.job));
+    assert_eq!(finished[0].job.as_str(), "explodes");
+    assert_eq!(finished[0].status, RunStatus::Failed);
+    assert!(
+        finished[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("panicked: boom"),
+        "{:?}",
+        finished[0].error
+    );
+    assert_eq!(
+        (finished[1].status, finished[1].output.as_deref()),
+        (RunStatus::Succeeded, Some("fine"))
+    );
+    // The scheduler carries on: the next minute fires both again.
+    h.advance(secs(60)).await;
+    let next = [h.finished().await, h.finished().await];
+    assert!(next
+        .iter()
+        .all(|r| r.scheduled_at == ts("2026-01-01T00:02:00Z")));
+    h.stop_letting_time_pass().await;
 }

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures_util::FutureExt;
 
 use super::{Executor, Outcome, RunContext};
 use crate::model::Action;
@@ -74,29 +75,42 @@ impl Executor for RustJobs {
         let Some(job) = self.handlers.get(handler).cloned() else {
             return Outcome::fatal(format!("no Rust handler is registered as {handler:?}"));
         };
-        // A panicking job must not take the scheduler with it: run it as its own task, which is
-        // aborted if the run is abandoned (timeout, replace, shutdown) while it is still going.
-        let task = tokio_util::task::AbortOnDropHandle::new(tokio::spawn({
-            let ctx = ctx.clone();
-            async move { job.run(ctx).await }
-        }));
-        match task.await {
+        // A panicking job must not take the scheduler with it: its panic is caught and
+        // recorded as a failure. The job runs on the run's own task, not a task of its own, so
+        // it starts the moment its run does.
+        let run = std::panic::AssertUnwindSafe(job.run(ctx.clone())).catch_unwind();
+        tokio::pin!(run);
+        let ended = tokio::select! {
+            ended = &mut run => ended,
+            () = ctx.cancel.cancelled() => {
+                // A job that watches its token returns; one that does not is dropped (at its
+                // next await) after a grace period, like a command that ignores SIGTERM.
+                match tokio::time::timeout(CANCEL_GRACE, &mut run).await {
+                    Ok(ended) => ended,
+                    Err(_) => {
+                        return Outcome::retryable(format!(
+                            "cancelled; the job did not stop within {CANCEL_GRACE:?} and was dropped"
+                        ))
+                    }
+                }
+            }
+        };
+        match ended {
             Ok(Ok(output)) => Outcome::Succeeded {
                 output: Some(output).filter(|o| !o.is_empty()),
                 exit_code: None,
             },
             Ok(Err(JobError::Retryable(e))) => Outcome::retryable(e),
             Ok(Err(JobError::Fatal(e))) => Outcome::fatal(e),
-            Err(join) if join.is_panic() => {
-                Outcome::retryable(format!("the job panicked: {}", panic_message(join)))
-            }
-            Err(join) => Outcome::retryable(format!("the job's task ended: {join}")),
+            Err(panic) => Outcome::retryable(format!("the job panicked: {}", panic_message(panic))),
         }
     }
 }
 
-fn panic_message(join: tokio::task::JoinError) -> String {
-    let payload = join.into_panic();
+/// How long a cancelled job may take to return before it is dropped.
+const CANCEL_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     payload
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())

@@ -365,6 +365,12 @@ impl Schedule {
         }
     }
 
+    /// Whether `at` is one of the schedule's fires.
+    pub fn fires_at(&self, at: Timestamp) -> bool {
+        at.checked_sub(jiff::SignedDuration::from_nanos(1))
+            .is_ok_and(|before| self.next_after(before) == Some(at))
+    }
+
     /// The fires strictly after `after`, in increasing order.
     pub fn fires_after(&self, after: Timestamp) -> Fires<'_> {
         Fires {

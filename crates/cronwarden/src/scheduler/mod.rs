@@ -15,7 +15,9 @@
 mod recorder;
 mod runner;
 
-use std::collections::{BTreeMap, HashMap};
+use self::runner::Admission;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use jiff::{SignedDuration, Timestamp};
@@ -82,9 +84,6 @@ pub enum SchedulerError {
     Store(#[from] StoreError),
 }
 
-/// At most this many runs of one instant are started by one release task.
-const RELEASE_CHUNK: usize = 1024;
-
 /// What becomes of one job's due fires.
 struct Plan {
     /// Late fires recorded `missed`.
@@ -142,11 +141,15 @@ pub(crate) struct Inner {
     config: SchedulerConfig,
     // A std mutex, not a tokio one: it is never held across an await.
     jobs: Mutex<BTreeMap<JobName, JobState>>,
+    /// For each job, the jobs that run after it succeeds (the reverse of `after`), so that a
+    /// success looks up its followers instead of scanning every job.
+    followers: Mutex<HashMap<JobName, BTreeSet<JobName>>>,
     /// Wakes the loop when the timetable changes.
     wake: Notify,
     /// Stops new fires (the first step of a stop).
     stop_firing: CancellationToken,
-    /// Cancels running runs (the last step of a stop).
+    /// Set when running runs are cancelled (the last step of a stop). Runs do not hold child
+    /// tokens of it: one shared parent would serialise thousands of runs starting at once.
     cancel_runs: CancellationToken,
     tasks: TaskTracker,
     permits: Arc<Semaphore>,
@@ -182,6 +185,7 @@ impl Scheduler {
                 permits: Arc::new(Semaphore::new(config.max_concurrent_runs.max(1))),
                 config,
                 jobs: Mutex::new(BTreeMap::new()),
+                followers: Mutex::new(HashMap::new()),
                 wake: Notify::new(),
                 stop_firing: CancellationToken::new(),
                 cancel_runs: CancellationToken::new(),
@@ -231,11 +235,11 @@ impl Scheduler {
         tokio::select! {
             () = inner.tasks.wait() => {}
             () = inner.clock.sleep_until(deadline) => {
-                inner.cancel_runs.cancel();
+                inner.cancel_all_runs();
                 inner.tasks.wait().await;
             }
         }
-        inner.cancel_runs.cancel();
+        inner.cancel_all_runs();
         // Every run has ended and sent its result: now the recorder can write the last ones.
         inner.stop_recorder.cancel();
         let task = inner.recorder_task.lock().unwrap().take();
@@ -299,6 +303,18 @@ impl Scheduler {
 }
 
 impl Inner {
+    /// Cancels every run: those executing, and any admitted from now on.
+    fn cancel_all_runs(&self) {
+        self.cancel_runs.cancel();
+        // Under the lock that admission takes: a run admitted concurrently either sees the
+        // cancellation or has its token in `running` by now.
+        for job in self.jobs.lock().unwrap().values() {
+            for token in job.running.values() {
+                token.cancel();
+            }
+        }
+    }
+
     fn emit(&self, event: SchedulerEvent) {
         // No subscriber is fine.
         let _ = self.events.send(event);
@@ -316,6 +332,20 @@ impl Inner {
             (Some(s), None) => s.next_after(now),
             (None, _) => None,
         };
+        {
+            let mut followers = self.followers.lock().unwrap();
+            for before in previous.iter().flat_map(|p| &p.spec.after) {
+                if let Some(set) = followers.get_mut(before) {
+                    set.remove(&spec.name);
+                }
+            }
+            for before in &spec.after {
+                followers
+                    .entry(before.clone())
+                    .or_default()
+                    .insert(spec.name.clone());
+            }
+        }
         // A changed job keeps its runs in flight (and their bookkeeping).
         let (running, waiting, idle) = match previous {
             Some(p) => (p.running, p.waiting, p.idle),
@@ -446,7 +476,7 @@ impl Inner {
             }
             run
         });
-        let mut by_instant: BTreeMap<Timestamp, Vec<Run>> = BTreeMap::new();
+        let mut on_time_runs = Vec::new();
         for (_, plan) in &plans {
             let missed: Vec<Run> = claimed.by_ref().take(plan.missed.len()).flatten().collect();
             let backlog: Vec<Run> = claimed
@@ -467,9 +497,7 @@ impl Inner {
                 });
             }
             if backlog.is_empty() {
-                for run in on_time {
-                    by_instant.entry(run.scheduled_at).or_default().push(run);
-                }
+                on_time_runs.extend(on_time);
             } else {
                 // Catch-up runs go one after another, whatever the overlap policy: they are one
                 // backlog, and the job's on-time fires wait behind it.
@@ -479,72 +507,56 @@ impl Inner {
                 self.tasks.spawn(async move {
                     for run in runs {
                         inner.wait_idle(&run.job).await;
-                        inner.clone().release(run.scheduled_at, vec![run]).await;
+                        inner.clone().release(run).await;
                     }
                 });
             }
         }
-        for (at, runs) in by_instant {
-            // Several release tasks per instant, so that both cores start runs.
-            let mut runs = runs.into_iter().peekable();
-            while runs.peek().is_some() {
-                let chunk: Vec<Run> = runs.by_ref().take(RELEASE_CHUNK).collect();
-                let inner = self.clone();
-                self.tasks
-                    .spawn(async move { inner.release(at, chunk).await });
-            }
+        for run in on_time_runs {
+            self.tasks.spawn(self.clone().release(run));
         }
         Ok(())
     }
 
-    /// Starts claimed runs at their instant `at`. They were claimed, so each ends with a
-    /// record: run, skipped (the job was paused, deleted or rescheduled meanwhile), or
-    /// interrupted (a stop ran out of grace before the instant came).
-    async fn release(self: Arc<Self>, at: Timestamp, runs: Vec<Run>) {
-        tokio::select! {
-            () = self.clock.sleep_until(at) => {}
-            () = self.cancel_runs.cancelled() => {
-                for run in runs {
-                    let reason = Some("interrupted: the scheduler stopped before this fire was due".to_owned());
-                    self.finish(&run, RunStatus::Interrupted, None, reason, None).await;
-                }
-                return;
-            }
+    /// Starts a claimed run at its instant. It was claimed, so it ends with a record whatever
+    /// happens: run, skipped (its job was paused, deleted or rescheduled meanwhile; or the
+    /// overlap policy), or interrupted (a stop ran out of grace before the instant came).
+    ///
+    /// The run executes on this task: at a busy instant, the work of starting thousands of runs
+    /// is already done (tasks spawned, timers set) when the instant comes.
+    async fn release(self: Arc<Self>, run: Run) {
+        // Not raced against a stop's cancellation: at a busy instant, thousands of tasks would
+        // contend for that token's lock. A stop that cannot wait waits at most `claim_ahead`.
+        self.clock.sleep_until(run.scheduled_at).await;
+        if self.cancel_runs.is_cancelled() {
+            let reason =
+                Some("interrupted: the scheduler stopped before this fire was due".to_owned());
+            self.finish(&run, RunStatus::Interrupted, None, reason, None)
+                .await;
+            return;
         }
-        for run in runs {
-            let still_due = {
-                let jobs = self.jobs.lock().unwrap();
-                jobs.get(&run.job).map(|job| {
-                    if !job.spec.enabled {
-                        Err("skipped: the job was paused after this fire was claimed")
-                    } else if !job.schedule.as_ref().is_some_and(|s| {
-                        s.next_after(at - SignedDuration::from_nanos(1)) == Some(at)
-                    }) {
-                        Err("skipped: the job's schedule changed after this fire was claimed")
-                    } else {
-                        Ok(())
-                    }
-                })
-            };
-            match still_due {
-                // A deleted job: dispatch records the skip.
-                None | Some(Ok(())) => self.dispatch(run),
-                Some(Err(reason)) => {
-                    let inner = self.clone();
-                    self.tasks.spawn(async move {
-                        inner
-                            .finish(
-                                &run,
-                                RunStatus::Skipped,
-                                None,
-                                Some(reason.to_owned()),
-                                None,
-                            )
-                            .await;
-                    });
+        let admission = {
+            let mut jobs = self.jobs.lock().unwrap();
+            match jobs.get_mut(&run.job) {
+                None => Admission::Skip("skipped: the job was deleted".to_owned()),
+                Some(job) if !job.spec.enabled => Admission::Skip(
+                    "skipped: the job was paused after this fire was claimed".to_owned(),
+                ),
+                Some(job)
+                    if !job
+                        .schedule
+                        .as_ref()
+                        .is_some_and(|s| s.fires_at(run.scheduled_at)) =>
+                {
+                    Admission::Skip(
+                        "skipped: the job's schedule changed after this fire was claimed"
+                            .to_owned(),
+                    )
                 }
+                Some(job) => self.admit(job, &run),
             }
-        }
+        };
+        self.admitted(admission, run).await;
     }
 
     /// Puts claims that failed back on their jobs' timetables.

@@ -8,11 +8,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Inner, SchedulerEvent};
 use crate::executor::{Executor, Outcome, RunContext};
-use crate::model::{JobSpec, OverlapPolicy, Run, RunStatus, Trigger};
+use crate::model::{JobName, JobSpec, OverlapPolicy, Run, RunStatus, Trigger};
 use crate::store::{ClaimFire, NewRun, StartRun};
 
 /// What the overlap policy decided for a new run.
-enum Admission {
+pub(super) enum Admission {
     Start(CancellationToken, Arc<JobSpec>),
     Wait,
     Skip(String),
@@ -30,29 +30,32 @@ impl Inner {
                 Some(job) => self.admit(job, &run),
             }
         };
-        let inner = self.clone();
+        if !matches!(admission, Admission::Wait) {
+            self.tasks.spawn(self.clone().admitted(admission, run));
+        }
+    }
+
+    /// Carries out an admission decision on this task: executes the run, or records it skipped.
+    pub(super) async fn admitted(self: Arc<Self>, admission: Admission, run: Run) {
         match admission {
-            Admission::Start(token, spec) => {
-                self.tasks
-                    .spawn(async move { inner.execute(spec, run, token).await });
-            }
+            Admission::Start(token, spec) => self.execute(spec, run, token).await,
             Admission::Wait => {}
             Admission::Skip(reason) => {
-                self.tasks.spawn(async move {
-                    inner
-                        .finish(&run, RunStatus::Skipped, None, Some(reason), None)
-                        .await;
-                });
+                self.finish(&run, RunStatus::Skipped, None, Some(reason), None)
+                    .await;
             }
         }
     }
 
     /// The overlap policy's decision for `run`, given what its job is running now.
-    fn admit(&self, job: &mut super::JobState, run: &Run) -> Admission {
+    pub(super) fn admit(&self, job: &mut super::JobState, run: &Run) -> Admission {
         let busy = !job.running.is_empty();
         let policy = job.spec.overlap;
         let admit = |job: &mut super::JobState| {
-            let token = self.cancel_runs.child_token();
+            let token = CancellationToken::new();
+            if self.cancel_runs.is_cancelled() {
+                token.cancel();
+            }
             job.running.insert(run.id, token.clone());
             Admission::Start(token, job.spec.clone())
         };
@@ -239,6 +242,9 @@ impl Inner {
             }
         };
         drop(permit);
+        // Bookkeeping goes to the back of the queue: at a busy instant, runs waiting to start
+        // come before the records of runs that are done.
+        tokio::task::yield_now().await;
         let finished = self
             .finish(&started, status, exit_code, error, output)
             .await?;
@@ -301,14 +307,17 @@ impl Inner {
 
     /// Starts the jobs that run after `spec`'s job succeeds.
     async fn start_chained(self: Arc<Self>, spec: &JobSpec) {
-        let followers: Vec<_> = self
-            .jobs
-            .lock()
-            .unwrap()
-            .values()
-            .filter(|j| j.spec.enabled && j.spec.after.contains(&spec.name))
-            .map(|j| j.spec.name.clone())
-            .collect();
+        let followers: Vec<JobName> = match self.followers.lock().unwrap().get(&spec.name) {
+            Some(names) => names.iter().cloned().collect(),
+            None => return,
+        };
+        let followers: Vec<JobName> = {
+            let jobs = self.jobs.lock().unwrap();
+            followers
+                .into_iter()
+                .filter(|name| jobs.get(name).is_some_and(|j| j.spec.enabled))
+                .collect()
+        };
         for name in followers {
             let now = self.clock.now();
             let new = NewRun {
