@@ -1062,7 +1062,7 @@ async fn a_panicking_job_fails_its_own_run_only() {
     )
     .await;
     h.advance(secs(60)).await;
-    let mut finished = vec![h.finished().await, h.finished().await];
+    let mut finished = [h.finished().await, h.finished().await];
     finished.sort_by(|a, b| a.job.cmp(&b.job));
     assert_eq!(finished[0].job.as_str(), "explodes");
     assert_eq!(finished[0].status, RunStatus::Failed);
