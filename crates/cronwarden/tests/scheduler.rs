@@ -142,13 +142,17 @@ impl Harness {
 
 /// A store in a fresh database file (WAL mode, several connections, as in production).
 async fn temp_store() -> SqliteStore {
+    SqliteStore::open(&temp_db_path()).await.unwrap()
+}
+
+fn temp_db_path() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let dir = std::env::temp_dir().join(format!("cronwarden-scheduler-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(format!("{}.db", NEXT.fetch_add(1, Ordering::Relaxed)));
     let _ = std::fs::remove_file(&path);
-    SqliteStore::open(path.to_str().unwrap()).await.unwrap()
+    path.to_str().unwrap().to_owned()
 }
 
 /// Waits (yielding, then napping a millisecond) until `check` holds; fails after 10 s.
@@ -926,6 +930,22 @@ impl Store for Outage {
     ) -> Result<Vec<bool>, cronwarden::store::StoreError> {
         self.store.finish_runs(finishes).await
     }
+    async fn request_run(
+        &self,
+        job: &JobName,
+        by: &str,
+        at: Timestamp,
+    ) -> Result<bool, cronwarden::store::StoreError> {
+        self.store.request_run(job, by, at).await
+    }
+    async fn take_run_requests(
+        &self,
+    ) -> Result<Vec<cronwarden::store::RunRequest>, cronwarden::store::StoreError> {
+        self.store.take_run_requests().await
+    }
+    async fn change_seq(&self) -> Result<i64, cronwarden::store::StoreError> {
+        self.store.change_seq().await
+    }
     async fn get_run(
         &self,
         id: cronwarden::model::RunId,
@@ -1085,5 +1105,83 @@ async fn a_panicking_job_fails_its_own_run_only() {
     assert!(next
         .iter()
         .all(|r| r.scheduled_at == ts("2026-01-01T00:02:00Z")));
+    h.stop_letting_time_pass().await;
+}
+
+#[tokio::test]
+async fn changes_made_by_another_process_are_followed() {
+    // The CLI opens the same database file and writes to it; the scheduler notices.
+    let path = temp_db_path();
+    let daemon_store = Arc::new(SqliteStore::open(&path).await.unwrap());
+    let cli_store = SqliteStore::open(&path).await.unwrap();
+    let config = SchedulerConfig {
+        watch_interval: SignedDuration::from_millis(5),
+        ..SchedulerConfig::default()
+    };
+    let mut h = Harness::with(
+        vec![rust_job("report", Some("* * * * *"))],
+        scripted("report", vec![]),
+        config,
+        daemon_store,
+        TestClock::new(ts(T0)),
+    )
+    .await;
+    // A run asked for from outside starts without the clock moving.
+    assert!(cli_store
+        .request_run(&JobName::new("report").unwrap(), "cli", ts(T0))
+        .await
+        .unwrap());
+    let run = h.finished().await;
+    assert_eq!(
+        (run.trigger, run.status, run.scheduled_at),
+        (Trigger::Manual, RunStatus::Succeeded, ts(T0))
+    );
+    assert!(
+        cli_store.take_run_requests().await.unwrap().is_empty(),
+        "taken once"
+    );
+    // Paused from outside: the next minute does not fire...
+    let mut paused = rust_job("report", Some("* * * * *"));
+    paused.enabled = false;
+    paused.pause_reason = Some("maintenance".into());
+    cli_store.upsert_job(&paused, ts(T0)).await.unwrap();
+    eventually(|| async {
+        h.scheduler
+            .job(&JobName::new("report").unwrap())
+            .is_some_and(|s| !s.enabled)
+    })
+    .await;
+    // (Nothing is on the timetable, so the loop sleeps on no deadline: move the clock directly.)
+    h.clock.advance(secs(120));
+    // ...and resumed from outside, the one after does.
+    cli_store
+        .upsert_job(&rust_job("report", Some("* * * * *")), ts(T0))
+        .await
+        .unwrap();
+    eventually(|| async {
+        h.scheduler
+            .job(&JobName::new("report").unwrap())
+            .is_some_and(|s| s.enabled)
+    })
+    .await;
+    h.advance(secs(60)).await;
+    let run = h.finished().await;
+    assert_eq!(
+        (run.trigger, run.scheduled_at),
+        (Trigger::Schedule, ts("2026-01-01T00:03:00Z"))
+    );
+    let scheduled = h
+        .runs("report")
+        .await
+        .into_iter()
+        .filter(|r| r.trigger == Trigger::Schedule)
+        .count();
+    assert_eq!(scheduled, 1, "nothing fired while paused");
+    // Deleted from outside: taken off the timetable.
+    cli_store
+        .delete_job(&JobName::new("report").unwrap())
+        .await
+        .unwrap();
+    eventually(|| async { h.scheduler.job(&JobName::new("report").unwrap()).is_none() }).await;
     h.stop_letting_time_pass().await;
 }

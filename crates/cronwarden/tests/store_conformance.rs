@@ -789,6 +789,69 @@ async fn batch_results_are_fenced_one_by_one<S: Store>(store: Arc<S>) {
     assert!(store.finish_runs(&bad).await.is_err());
 }
 
+async fn run_requests_are_taken_once_and_change_the_sequence<S: Store>(store: Arc<S>) {
+    let n = name("requested");
+    let t0 = ts("2026-01-01T00:00:00Z");
+    let before = store.change_seq().await.unwrap();
+    store.upsert_job(&job("requested"), t0).await.unwrap();
+    let created = store.change_seq().await.unwrap();
+    assert_ne!(created, before, "a new job is a change");
+    store.upsert_job(&job("requested"), t0).await.unwrap();
+    assert_eq!(
+        store.change_seq().await.unwrap(),
+        created,
+        "the same definition is not"
+    );
+    // The scheduler's own bookkeeping is not a change either.
+    let run = store
+        .claim_fire(claim(&n, "2026-01-01T00:05:00Z", 1))
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .finish_run(finish(
+            run.id,
+            run.fencing_token,
+            RunStatus::Succeeded,
+            "2026-01-01T00:05:01Z",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(store.change_seq().await.unwrap(), created);
+
+    assert!(!store.request_run(&name("nobody"), "cli", t0).await.unwrap());
+    assert!(store.request_run(&n, "cli", t0).await.unwrap());
+    assert!(store
+        .request_run(&n, "ops", ts("2026-01-01T00:00:01Z"))
+        .await
+        .unwrap());
+    let requested = store.change_seq().await.unwrap();
+    assert_ne!(requested, created, "a request is a change");
+    let taken = store.take_run_requests().await.unwrap();
+    assert_eq!(
+        taken
+            .iter()
+            .map(|r| (r.job.as_str(), r.requested_by.as_str(), r.requested_at))
+            .collect::<Vec<_>>(),
+        [
+            ("requested", "cli", t0),
+            ("requested", "ops", ts("2026-01-01T00:00:01Z"))
+        ]
+    );
+    assert!(store.take_run_requests().await.unwrap().is_empty());
+    let mut changed = job("requested");
+    changed.enabled = false;
+    store.upsert_job(&changed, t0).await.unwrap();
+    let paused = store.change_seq().await.unwrap();
+    assert_ne!(paused, requested, "a changed definition is a change");
+    store.delete_job(&n).await.unwrap();
+    assert_ne!(
+        store.change_seq().await.unwrap(),
+        paused,
+        "a deletion is a change"
+    );
+}
+
 macro_rules! conformance {
     ($backend:ident, $open:expr) => {
         mod $backend {
@@ -841,6 +904,10 @@ macro_rules! conformance {
             #[tokio::test]
             async fn batch_results_are_fenced_one_by_one() {
                 super::batch_results_are_fenced_one_by_one(open().await).await;
+            }
+            #[tokio::test]
+            async fn run_requests_are_taken_once_and_change_the_sequence() {
+                super::run_requests_are_taken_once_and_change_the_sequence(open().await).await;
             }
             #[tokio::test]
             async fn pruning_keeps_the_newest_and_the_unfinished() {

@@ -47,6 +47,9 @@ pub struct SchedulerConfig {
     /// it ahead lets a run start at its instant. Fires claimed ahead are run even if a stop
     /// comes before their instant (within the shutdown grace), like runs already going.
     pub claim_ahead: SignedDuration,
+    /// How often (in real time) the store is checked for changes made by other processes,
+    /// such as `cronwarden jobs pause` or `jobs trigger`.
+    pub watch_interval: SignedDuration,
 }
 
 impl Default for SchedulerConfig {
@@ -57,6 +60,7 @@ impl Default for SchedulerConfig {
             shutdown_grace: SignedDuration::from_secs(30),
             max_missed_records: 1000,
             claim_ahead: SignedDuration::from_millis(500),
+            watch_interval: SignedDuration::from_secs(1),
         }
     }
 }
@@ -220,6 +224,7 @@ impl Scheduler {
             if let Err(e) = inner.recover().await {
                 tracing::error!(error = %e, "recovery after start failed; continuing with the timetable");
             }
+            inner.tasks.spawn(inner.clone().watch_store());
             inner.run_loop().await;
         });
     }
@@ -266,26 +271,17 @@ impl Scheduler {
 
     /// Runs a job now, whatever its schedule (and even when it is paused).
     pub async fn trigger(&self, name: &JobName) -> Result<Run, SchedulerError> {
-        let inner = &self.inner;
-        if !inner.jobs.lock().unwrap().contains_key(name) {
-            return Err(SchedulerError::UnknownJob(name.to_string()));
-        }
-        let now = inner.clock.now();
-        let run = inner
-            .store
-            .record_run(NewRun {
-                job: name,
-                scheduled_at: now,
-                trigger: Trigger::Manual,
-                attempt: 1,
-                status: RunStatus::Queued,
-                node: &inner.config.node,
-                at: now,
-                error: None,
-            })
-            .await?;
-        inner.dispatch(run.clone());
-        Ok(run)
+        self.inner.trigger(name).await
+    }
+
+    /// The definition of a job as the scheduler holds it now.
+    pub fn job(&self, name: &JobName) -> Option<Arc<JobSpec>> {
+        self.inner
+            .jobs
+            .lock()
+            .unwrap()
+            .get(name)
+            .map(|j| j.spec.clone())
     }
 
     /// The next `count` fires of a job, from the loop's own timetable.
@@ -303,6 +299,121 @@ impl Scheduler {
 }
 
 impl Inner {
+    async fn trigger(self: &Arc<Self>, name: &JobName) -> Result<Run, SchedulerError> {
+        if !self.jobs.lock().unwrap().contains_key(name) {
+            return Err(SchedulerError::UnknownJob(name.to_string()));
+        }
+        let now = self.clock.now();
+        let run = self
+            .store
+            .record_run(NewRun {
+                job: name,
+                scheduled_at: now,
+                trigger: Trigger::Manual,
+                attempt: 1,
+                status: RunStatus::Queued,
+                node: &self.config.node,
+                at: now,
+                error: None,
+            })
+            .await?;
+        self.dispatch(run.clone());
+        Ok(run)
+    }
+
+    /// Follows changes other processes make in the store (the CLI pausing a job, asking for a
+    /// run): polls the store's change number, a one-row read, every `watch_interval` of real
+    /// time, and on a change reloads the jobs and takes the run requests.
+    async fn watch_store(self: Arc<Self>) {
+        let mut seen = None;
+        loop {
+            match self.store.change_seq().await {
+                Ok(seq) if seen != Some(seq) => {
+                    seen = Some(seq);
+                    if let Err(e) = self.sync_jobs().await {
+                        tracing::error!(error = %e, "cannot reload the jobs from the store");
+                    }
+                    self.take_run_requests().await;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot read the store's change number"),
+            }
+            tokio::select! {
+                () = self.stop_firing.cancelled() => return,
+                () = tokio::time::sleep(self.config.watch_interval.unsigned_abs()) => {}
+            }
+        }
+    }
+
+    /// Puts on the timetable every job whose stored definition differs from the one held, and
+    /// takes off jobs deleted from the store.
+    async fn sync_jobs(&self) -> Result<(), StoreError> {
+        let records = self.store.list_jobs().await?;
+        let stored: BTreeSet<&JobName> = records.iter().map(|r| &r.spec.name).collect();
+        let mut changed = false;
+        for record in &records {
+            let held = self
+                .jobs
+                .lock()
+                .unwrap()
+                .get(&record.spec.name)
+                .map(|j| j.spec.clone());
+            if held.as_deref() == Some(&record.spec) {
+                continue;
+            }
+            tracing::info!(job = %record.spec.name, version = record.version, "job changed in the store; rescheduled");
+            match self.put_job(&record.spec, None) {
+                Ok(()) => changed = true,
+                Err(e) => {
+                    tracing::error!(job = %record.spec.name, error = %e, "stored job is invalid; it will not fire")
+                }
+            }
+        }
+        let mut jobs = self.jobs.lock().unwrap();
+        let gone: Vec<JobName> = jobs
+            .keys()
+            .filter(|name| !stored.contains(name))
+            .cloned()
+            .collect();
+        for name in gone {
+            tracing::info!(job = %name, "job deleted from the store; taken off the timetable");
+            if let Some(job) = jobs.remove(&name) {
+                let mut followers = self.followers.lock().unwrap();
+                for before in &job.spec.after {
+                    if let Some(set) = followers.get_mut(before) {
+                        set.remove(&name);
+                    }
+                }
+            }
+            changed = true;
+        }
+        drop(jobs);
+        if changed {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    async fn take_run_requests(self: &Arc<Self>) {
+        let requests = match self.store.take_run_requests().await {
+            Ok(requests) => requests,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot take run requests");
+                return;
+            }
+        };
+        for request in requests {
+            match self.trigger(&request.job).await {
+                Ok(run) => {
+                    tracing::info!(job = %request.job, run = %run.id, by = %request.requested_by, "run requested")
+                }
+                Err(e) => {
+                    tracing::error!(job = %request.job, error = %e, "cannot start a requested run")
+                }
+            }
+        }
+    }
+
     /// Cancels every run: those executing, and any admitted from now on.
     fn cancel_all_runs(&self) {
         self.cancel_runs.cancel();

@@ -116,6 +116,19 @@ pub struct FinishRun {
     pub output: Option<String>,
 }
 
+/// A run asked for from outside the scheduler (the CLI), waiting to be taken.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunRequest {
+    /// Its identifier.
+    pub id: i64,
+    /// The job to run.
+    pub job: JobName,
+    /// When it was asked for.
+    pub requested_at: Timestamp,
+    /// Who asked (for the record).
+    pub requested_by: String,
+}
+
 /// Which runs to list, newest first.
 #[derive(Clone, Debug, Default)]
 pub struct RunFilter {
@@ -229,6 +242,18 @@ pub trait Store: Send + Sync + 'static {
             .pop()
             .unwrap_or(false))
     }
+
+    /// Asks for a run of `job` outside its schedule, to be started by whichever scheduler
+    /// takes the request (see [`Store::take_run_requests`]). False if there is no such job.
+    async fn request_run(&self, job: &JobName, by: &str, at: Timestamp)
+        -> Result<bool, StoreError>;
+
+    /// Removes and returns the pending run requests, oldest first. Each is returned once.
+    async fn take_run_requests(&self) -> Result<Vec<RunRequest>, StoreError>;
+
+    /// A number that changes whenever a job is created, changed or deleted, or a run is
+    /// requested: cheap to read, so that a scheduler can notice what other processes did.
+    async fn change_seq(&self) -> Result<i64, StoreError>;
 
     /// One run.
     async fn get_run(&self, id: RunId) -> Result<Option<Run>, StoreError>;

@@ -14,13 +14,14 @@ use sqlx::{Row, SqlitePool};
 
 use super::{
     claimed_run, percentile, ClaimFire, FinishRun, JobRecord, JobStats, NewRun, RunFilter,
-    StartRun, Store, StoreError,
+    RunRequest, StartRun, Store, StoreError,
 };
 use crate::model::{JobName, JobSpec, Run, RunId, RunStatus, Trigger};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many have run.
 /// Never edit one that has shipped: add another.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE jobs (
     name          TEXT PRIMARY KEY,
     spec          TEXT NOT NULL,              -- the JobSpec as JSON
@@ -49,7 +50,29 @@ CREATE UNIQUE INDEX runs_one_claim_per_fire ON runs (job, scheduled_at, attempt)
     WHERE trigger IN ('schedule', 'catch_up', 'retry');
 CREATE INDEX runs_by_job ON runs (job, id);
 CREATE INDEX runs_unfinished ON runs (status) WHERE status IN ('queued', 'running');
-"#];
+"#,
+    r#"
+-- Runs asked for from outside the daemon (the CLI), taken by the scheduler.
+CREATE TABLE run_requests (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    job           TEXT NOT NULL REFERENCES jobs(name) ON DELETE CASCADE,
+    requested_at  INTEGER NOT NULL,
+    requested_by  TEXT NOT NULL
+);
+-- One number that moves whenever a job's definition changes or a run is requested: what a
+-- running scheduler polls (a one-row read) to see changes made by another process.
+CREATE TABLE changes (
+    id   INTEGER PRIMARY KEY CHECK (id = 1),
+    seq  INTEGER NOT NULL
+);
+INSERT INTO changes (id, seq) VALUES (1, 0);
+CREATE TRIGGER jobs_inserted AFTER INSERT ON jobs BEGIN UPDATE changes SET seq = seq + 1; END;
+CREATE TRIGGER jobs_changed AFTER UPDATE OF spec ON jobs WHEN OLD.spec IS NOT NEW.spec
+    BEGIN UPDATE changes SET seq = seq + 1; END;
+CREATE TRIGGER jobs_deleted AFTER DELETE ON jobs BEGIN UPDATE changes SET seq = seq + 1; END;
+CREATE TRIGGER run_requested AFTER INSERT ON run_requests BEGIN UPDATE changes SET seq = seq + 1; END;
+"#,
+];
 
 /// The columns of `runs`, in the order [`run_from_row`] reads them.
 const RUN_COLUMNS: &str = "id, job, scheduled_at, trigger, attempt, status, node, fencing_token, \
@@ -445,6 +468,57 @@ impl Store for SqliteStore {
         }
         tx.commit().await.map_err(db)?;
         Ok(finishes.iter().map(|f| finished.remove(&f.id.0)).collect())
+    }
+
+    async fn request_run(
+        &self,
+        job: &JobName,
+        by: &str,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let _writing = self.write_gate.lock().await;
+        let done = sqlx::query(
+            "INSERT INTO run_requests (job, requested_at, requested_by)
+             SELECT name, ?2, ?3 FROM jobs WHERE name = ?1",
+        )
+        .bind(job.as_str())
+        .bind(micros(at))
+        .bind(by)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn take_run_requests(&self) -> Result<Vec<RunRequest>, StoreError> {
+        let _writing = self.write_gate.lock().await;
+        let rows =
+            sqlx::query("DELETE FROM run_requests RETURNING id, job, requested_at, requested_by")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
+        let get_err = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
+        let mut requests = rows
+            .iter()
+            .map(|row| {
+                let job: String = row.try_get("job").map_err(get_err)?;
+                Ok(RunRequest {
+                    id: row.try_get("id").map_err(get_err)?,
+                    job: JobName::new(job).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    requested_at: instant(row.try_get("requested_at").map_err(get_err)?)?,
+                    requested_by: row.try_get("requested_by").map_err(get_err)?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        requests.sort_by_key(|r| r.id);
+        Ok(requests)
+    }
+
+    async fn change_seq(&self) -> Result<i64, StoreError> {
+        sqlx::query_scalar("SELECT seq FROM changes WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)
     }
 
     async fn get_run(&self, id: RunId) -> Result<Option<Run>, StoreError> {
