@@ -213,3 +213,89 @@ misfire = { mode = "skip" }
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+fn cli(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_cronwarden"))
+        .args(args)
+        .args(["--config", "cronwarden.toml"])
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn jobs_trigger_pause_and_resume_reach_a_running_daemon() {
+    let dir = temp_dir("control");
+    // A job that would fire only on 1 January, and one that fires every second.
+    std::fs::write(
+        dir.join("cronwarden.toml"),
+        r#"
+[settings]
+database = "state.db"
+
+[[jobs]]
+name = "yearly"
+schedule = "0 0 1 1 *"
+action = { type = "command", argv = ["echo", "ran on request"] }
+
+[[jobs]]
+name = "tick"
+schedule = "* * * * * *"
+action = { type = "command", argv = ["true"] }
+"#,
+    )
+    .unwrap();
+    let mut daemon = serve(&dir);
+    wait_for(
+        Duration::from_secs(15),
+        "the daemon to start ticking",
+        || dir.join("state.db").exists() && !runs(&dir, "tick").is_empty(),
+    );
+
+    let out = cli(&dir, &["jobs", "trigger", "yearly"]);
+    assert!(out.status.success(), "{out:?}");
+    wait_for(Duration::from_secs(10), "the requested run", || {
+        runs(&dir, "yearly")
+            .iter()
+            .any(|r| r.status == RunStatus::Succeeded)
+    });
+    let requested = runs(&dir, "yearly");
+    assert_eq!(requested.len(), 1);
+    assert_eq!(requested[0].trigger, Trigger::Manual);
+    assert_eq!(requested[0].output.as_deref(), Some("ran on request\n"));
+
+    let out = cli(&dir, &["jobs", "pause", "tick", "--reason", "maintenance"]);
+    assert!(out.status.success(), "{out:?}");
+    let list = String::from_utf8(cli(&dir, &["jobs", "list"]).stdout).unwrap();
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("tick ") && l.contains("paused")),
+        "{list}"
+    );
+    // Within a second or two the daemon stops firing it: no run is scheduled 3 s later.
+    std::thread::sleep(Duration::from_secs(2));
+    let paused_at = runs(&dir, "tick").last().unwrap().scheduled_at;
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        runs(&dir, "tick").last().unwrap().scheduled_at,
+        paused_at,
+        "the paused job kept firing"
+    );
+
+    // A restart re-applies the config file; the pause outlasts it.
+    assert_eq!(signal_and_wait(&mut daemon, Signal::SIGTERM), Some(0));
+    let mut daemon = serve(&dir);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(runs(&dir, "tick").last().unwrap().scheduled_at, paused_at);
+
+    let out = cli(&dir, &["jobs", "resume", "tick"]);
+    assert!(out.status.success(), "{out:?}");
+    wait_for(Duration::from_secs(10), "ticks after resume", || {
+        runs(&dir, "tick").last().unwrap().scheduled_at > paused_at
+    });
+    let out = cli(&dir, &["jobs", "pause", "nobody"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no job is named"));
+    assert_eq!(signal_and_wait(&mut daemon, Signal::SIGTERM), Some(0));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -852,6 +852,46 @@ async fn run_requests_are_taken_once_and_change_the_sequence<S: Store>(store: Ar
     );
 }
 
+async fn an_operator_pause_outlasts_the_definition<S: Store>(store: Arc<S>) {
+    let n = name("pausable");
+    let t0 = ts("2026-01-01T00:00:00Z");
+    store.upsert_job(&job("pausable"), t0).await.unwrap();
+    assert_eq!(
+        store.set_paused(&name("nobody"), Some("x")).await.unwrap(),
+        None
+    );
+    let before = store.change_seq().await.unwrap();
+    let paused = store
+        .set_paused(&n, Some("disk full"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(paused.paused.as_deref(), Some("disk full"));
+    assert!(!paused.effective_spec().enabled);
+    assert_eq!(
+        paused.effective_spec().pause_reason.as_deref(),
+        Some("disk full")
+    );
+    assert_ne!(
+        store.change_seq().await.unwrap(),
+        before,
+        "a pause is a change"
+    );
+    // Re-applying (or changing) the definition keeps the pause.
+    let mut changed = job("pausable");
+    changed.description = "changed".into();
+    let record = store.upsert_job(&changed, t0).await.unwrap();
+    assert_eq!(record.paused.as_deref(), Some("disk full"));
+    assert_eq!(
+        store.get_job(&n).await.unwrap().unwrap().paused.as_deref(),
+        Some("disk full")
+    );
+    let resumed = store.set_paused(&n, None).await.unwrap().unwrap();
+    assert_eq!(resumed.paused, None);
+    assert!(resumed.effective_spec().enabled);
+    assert_eq!(resumed.effective_spec(), changed);
+}
+
 macro_rules! conformance {
     ($backend:ident, $open:expr) => {
         mod $backend {
@@ -908,6 +948,10 @@ macro_rules! conformance {
             #[tokio::test]
             async fn run_requests_are_taken_once_and_change_the_sequence() {
                 super::run_requests_are_taken_once_and_change_the_sequence(open().await).await;
+            }
+            #[tokio::test]
+            async fn an_operator_pause_outlasts_the_definition() {
+                super::an_operator_pause_outlasts_the_definition(open().await).await;
             }
             #[tokio::test]
             async fn pruning_keeps_the_newest_and_the_unfinished() {

@@ -1,8 +1,9 @@
-//! `cronwarden jobs list|show` and `cronwarden runs list|show`: the store, read directly.
+//! `cronwarden jobs list|show|trigger|pause|resume` and `cronwarden runs list|show`: the
+//! store, used directly.
 //!
-//! They read the database the configuration names (SQLite, WAL mode, so reading beside a
-//! running daemon is safe). Commands that change a running daemon (trigger, pause, resume) go
-//! through its API.
+//! They open the database the configuration names (SQLite, WAL mode, so using it beside a
+//! running daemon is safe). `trigger`, `pause` and `resume` write to it; a running daemon
+//! notices within a second (it watches the store's change number) and acts.
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -51,6 +52,27 @@ enum JobsCommand {
     List,
     /// One job: its definition and statistics.
     Show {
+        /// The job's name.
+        name: String,
+    },
+    /// Run a job now, outside its schedule (even when it is paused). The daemon starts the run
+    /// within a second; if it is not running, when it next starts.
+    Trigger {
+        /// The job's name.
+        name: String,
+    },
+    /// Stop a job from firing until it is resumed. The pause outlasts restarts and config
+    /// reloads; runs already going carry on.
+    Pause {
+        /// The job's name.
+        name: String,
+        /// Why: kept with the job and shown by `jobs list` and `jobs show`.
+        #[arg(long, default_value = "paused with `cronwarden jobs pause`")]
+        reason: String,
+    },
+    /// Lift a pause. The job fires again from its next instant; fires that fell due while it
+    /// was paused are not caught up.
+    Resume {
         /// The job's name.
         name: String,
     },
@@ -163,7 +185,11 @@ pub fn jobs(args: JobsArgs) -> Result<(), CliError> {
                         out.push_str(&format!(
                             "{:<32} {:<8} {:<24} {}\n",
                             j.spec.name.as_str(),
-                            if j.spec.enabled { "yes" } else { "paused" },
+                            if j.effective_spec().enabled {
+                                "yes"
+                            } else {
+                                "paused"
+                            },
                             when(next),
                             j.spec.schedule.as_deref().unwrap_or("-")
                         ));
@@ -189,7 +215,14 @@ pub fn jobs(args: JobsArgs) -> Result<(), CliError> {
                             schedule.explain(Timestamp::now()).summary
                         ));
                     }
-                    out.push_str(&format!("  enabled: {}\n", job.spec.enabled));
+                    let spec = job.effective_spec();
+                    match (spec.enabled, spec.pause_reason) {
+                        (true, _) => out.push_str("  enabled: yes\n"),
+                        (false, Some(reason)) => {
+                            out.push_str(&format!("  enabled: no (paused: {reason})\n"))
+                        }
+                        (false, None) => out.push_str("  enabled: no\n"),
+                    }
                     out.push_str(&format!(
                         "  runs: {} ({} succeeded, {} failed, {} failing in a row)\n",
                         stats.runs, stats.succeeded, stats.failed, stats.consecutive_failures
@@ -215,15 +248,74 @@ pub fn jobs(args: JobsArgs) -> Result<(), CliError> {
                     out
                 }
             }
+            JobsCommand::Trigger { name } => {
+                let name = job_name(&name)?;
+                let by = format!(
+                    "cli ({})",
+                    std::env::var("USER").unwrap_or_else(|_| "unknown user".to_owned())
+                );
+                if !store
+                    .request_run(&name, &by, Timestamp::now())
+                    .await
+                    .map_err(store_error)?
+                {
+                    return Err(CliError(format!("no job is named {name:?}")));
+                }
+                if args.store.json {
+                    format!("{:#}\n", json!({ "job": name, "requested": true }))
+                } else {
+                    format!(
+                        "requested a run of {name}; a running daemon starts it within a second \
+                         (see `cronwarden runs list --job {name}`)\n"
+                    )
+                }
+            }
+            JobsCommand::Pause { name, reason } => {
+                let name = job_name(&name)?;
+                let job = set_paused(&store, &name, Some(&reason)).await?;
+                if args.store.json {
+                    format!("{:#}\n", job_json(&job, None))
+                } else {
+                    format!("paused {name}: {reason}\n")
+                }
+            }
+            JobsCommand::Resume { name } => {
+                let name = job_name(&name)?;
+                let job = set_paused(&store, &name, None).await?;
+                let note = if job.spec.enabled {
+                    ""
+                } else {
+                    " (its definition still has `enabled = false`: it stays off until that changes)"
+                };
+                if args.store.json {
+                    format!("{:#}\n", job_json(&job, None))
+                } else {
+                    format!("resumed {name}{note}\n")
+                }
+            }
         };
         store.close().await;
         write_out(&text)
     })
 }
 
+async fn set_paused(
+    store: &SqliteStore,
+    name: &JobName,
+    reason: Option<&str>,
+) -> Result<JobRecord, CliError> {
+    store
+        .set_paused(name, reason)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| CliError(format!("no job is named {name:?}")))
+}
+
 fn job_json(job: &JobRecord, stats: Option<&cronwarden::store::JobStats>) -> serde_json::Value {
     let mut doc = json!({
         "spec": job.spec,
+        "paused": job.paused,
+        "enabled": job.effective_spec().enabled,
         "version": job.version,
         "created_at": job.created_at.to_string(),
         "updated_at": job.updated_at.to_string(),

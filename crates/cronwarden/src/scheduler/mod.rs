@@ -264,7 +264,35 @@ impl Scheduler {
             .store
             .upsert_job(&spec, self.inner.clock.now())
             .await?;
-        self.inner.put_job(&record.spec, None)?;
+        self.inner.put_job(&record.effective_spec(), None)?;
+        self.inner.wake.notify_one();
+        Ok(record)
+    }
+
+    /// Pauses a job: it stops firing until [`Scheduler::resume`], whatever its definition says
+    /// and across restarts. Runs already going carry on.
+    pub async fn pause(&self, name: &JobName, reason: &str) -> Result<JobRecord, SchedulerError> {
+        self.set_paused(name, Some(reason)).await
+    }
+
+    /// Lifts a pause made with [`Scheduler::pause`]. The job fires again from now on; fires
+    /// that fell due while it was paused are not caught up.
+    pub async fn resume(&self, name: &JobName) -> Result<JobRecord, SchedulerError> {
+        self.set_paused(name, None).await
+    }
+
+    async fn set_paused(
+        &self,
+        name: &JobName,
+        reason: Option<&str>,
+    ) -> Result<JobRecord, SchedulerError> {
+        let record = self
+            .inner
+            .store
+            .set_paused(name, reason)
+            .await?
+            .ok_or_else(|| SchedulerError::UnknownJob(name.to_string()))?;
+        self.inner.put_job(&record.effective_spec(), None)?;
         self.inner.wake.notify_one();
         Ok(record)
     }
@@ -358,11 +386,12 @@ impl Inner {
                 .unwrap()
                 .get(&record.spec.name)
                 .map(|j| j.spec.clone());
-            if held.as_deref() == Some(&record.spec) {
+            let spec = record.effective_spec();
+            if held.as_deref() == Some(&spec) {
                 continue;
             }
             tracing::info!(job = %record.spec.name, version = record.version, "job changed in the store; rescheduled");
-            match self.put_job(&record.spec, None) {
+            match self.put_job(&spec, None) {
                 Ok(()) => changed = true,
                 Err(e) => {
                     tracing::error!(job = %record.spec.name, error = %e, "stored job is invalid; it will not fire")
@@ -480,7 +509,7 @@ impl Inner {
         let now = self.clock.now();
         for record in self.store.list_jobs().await? {
             let last = self.store.last_fire(&record.spec.name).await?;
-            if let Err(e) = self.put_job(&record.spec, last) {
+            if let Err(e) = self.put_job(&record.effective_spec(), last) {
                 tracing::error!(job = %record.spec.name, error = %e, "stored job is invalid; it will not fire");
             }
         }

@@ -43,6 +43,22 @@ pub struct JobRecord {
     pub created_at: Timestamp,
     /// When the spec last changed.
     pub updated_at: Timestamp,
+    /// Paused by an operator (`jobs pause`, the API), with the reason given. Kept apart from
+    /// the spec's own `enabled`, which says what the definition (a config file) wants:
+    /// re-applying the definition does not lift an operator's pause.
+    pub paused: Option<String>,
+}
+
+impl JobRecord {
+    /// The spec as the scheduler runs it: disabled, with the operator's reason, while paused.
+    pub fn effective_spec(&self) -> JobSpec {
+        let mut spec = self.spec.clone();
+        if let Some(reason) = &self.paused {
+            spec.enabled = false;
+            spec.pause_reason = Some(reason.clone());
+        }
+        spec
+    }
 }
 
 /// A fire to claim: the run is created `queued` (or `running` when `start` is set) only if no run
@@ -191,6 +207,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// All jobs, by name.
     async fn list_jobs(&self) -> Result<Vec<JobRecord>, StoreError>;
+
+    /// Pauses a job (with a reason) or, with `None`, lifts an operator's pause. `None` if there
+    /// is no such job.
+    async fn set_paused(
+        &self,
+        name: &JobName,
+        reason: Option<&str>,
+    ) -> Result<Option<JobRecord>, StoreError>;
 
     /// Deletes a job and its history; false if there was none.
     async fn delete_job(&self, name: &JobName) -> Result<bool, StoreError>;

@@ -72,6 +72,13 @@ CREATE TRIGGER jobs_changed AFTER UPDATE OF spec ON jobs WHEN OLD.spec IS NOT NE
 CREATE TRIGGER jobs_deleted AFTER DELETE ON jobs BEGIN UPDATE changes SET seq = seq + 1; END;
 CREATE TRIGGER run_requested AFTER INSERT ON run_requests BEGIN UPDATE changes SET seq = seq + 1; END;
 "#,
+    r#"
+-- An operator's pause (its reason), kept apart from the definition: re-applying a config file
+-- at start-up must not lift it.
+ALTER TABLE jobs ADD COLUMN paused TEXT;
+CREATE TRIGGER jobs_paused AFTER UPDATE OF paused ON jobs WHEN OLD.paused IS NOT NEW.paused
+    BEGIN UPDATE changes SET seq = seq + 1; END;
+"#,
 ];
 
 /// The columns of `runs`, in the order [`run_from_row`] reads them.
@@ -141,6 +148,7 @@ fn job_from_row(row: &SqliteRow) -> Result<JobRecord, StoreError> {
         version: row.try_get("version").map_err(get_err)?,
         created_at: instant(row.try_get("created_at").map_err(get_err)?)?,
         updated_at: instant(row.try_get("updated_at").map_err(get_err)?)?,
+        paused: row.try_get("paused").map_err(get_err)?,
     })
 }
 
@@ -274,7 +282,7 @@ impl Store for SqliteStore {
                  spec = excluded.spec,
                  version = jobs.version + (jobs.spec IS NOT excluded.spec),
                  updated_at = CASE WHEN jobs.spec IS excluded.spec THEN jobs.updated_at ELSE excluded.updated_at END
-             RETURNING spec, version, created_at, updated_at",
+             RETURNING spec, version, created_at, updated_at, paused",
         )
         .bind(spec.name.as_str())
         .bind(&json)
@@ -286,22 +294,42 @@ impl Store for SqliteStore {
     }
 
     async fn get_job(&self, name: &JobName) -> Result<Option<JobRecord>, StoreError> {
-        let row =
-            sqlx::query("SELECT spec, version, created_at, updated_at FROM jobs WHERE name = ?1")
-                .bind(name.as_str())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db)?;
+        let row = sqlx::query(
+            "SELECT spec, version, created_at, updated_at, paused FROM jobs WHERE name = ?1",
+        )
+        .bind(name.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
         row.as_ref().map(job_from_row).transpose()
     }
 
     async fn list_jobs(&self) -> Result<Vec<JobRecord>, StoreError> {
-        let rows =
-            sqlx::query("SELECT spec, version, created_at, updated_at FROM jobs ORDER BY name")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db)?;
+        let rows = sqlx::query(
+            "SELECT spec, version, created_at, updated_at, paused FROM jobs ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
         rows.iter().map(job_from_row).collect()
+    }
+
+    async fn set_paused(
+        &self,
+        name: &JobName,
+        reason: Option<&str>,
+    ) -> Result<Option<JobRecord>, StoreError> {
+        let _writing = self.write_gate.lock().await;
+        let rows = sqlx::query(
+            "UPDATE jobs SET paused = ?2 WHERE name = ?1
+             RETURNING spec, version, created_at, updated_at, paused",
+        )
+        .bind(name.as_str())
+        .bind(reason)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.first().map(job_from_row).transpose()
     }
 
     async fn delete_job(&self, name: &JobName) -> Result<bool, StoreError> {
