@@ -617,7 +617,7 @@ impl Inner {
             run
         });
         let mut on_time_runs = Vec::new();
-        for (_, plan) in &plans {
+        for (spec, plan) in &plans {
             let missed: Vec<Run> = claimed.by_ref().take(plan.missed.len()).flatten().collect();
             let backlog: Vec<Run> = claimed
                 .by_ref()
@@ -637,23 +637,23 @@ impl Inner {
                 });
             }
             if backlog.is_empty() {
-                on_time_runs.extend(on_time);
+                on_time_runs.extend(on_time.map(|run| (run, spec.clone())));
             } else {
                 // Catch-up runs go one after another, whatever the overlap policy: they are one
                 // backlog, and the job's on-time fires wait behind it.
                 let mut runs = backlog;
                 runs.extend(on_time);
-                let inner = self.clone();
+                let (inner, spec) = (self.clone(), spec.clone());
                 self.tasks.spawn(async move {
                     for run in runs {
                         inner.wait_idle(&run.job).await;
-                        inner.clone().release(run).await;
+                        inner.clone().release(run, spec.clone()).await;
                     }
                 });
             }
         }
-        for run in on_time_runs {
-            self.tasks.spawn(self.clone().release(run));
+        for (run, spec) in on_time_runs {
+            self.tasks.spawn(self.clone().release(run, spec));
         }
         Ok(())
     }
@@ -664,7 +664,7 @@ impl Inner {
     ///
     /// The run executes on this task: at a busy instant, the work of starting thousands of runs
     /// is already done (tasks spawned, timers set) when the instant comes.
-    async fn release(self: Arc<Self>, run: Run) {
+    async fn release(self: Arc<Self>, run: Run, claimed_under: Arc<JobSpec>) {
         // Not raced against a stop's cancellation: at a busy instant, thousands of tasks would
         // contend for that token's lock. A stop that cannot wait waits at most `claim_ahead`.
         self.clock.sleep_until(run.scheduled_at).await;
@@ -682,11 +682,13 @@ impl Inner {
                 Some(job) if !job.spec.enabled => Admission::Skip(
                     "skipped: the job was paused after this fire was claimed".to_owned(),
                 ),
+                // The same definition as at the claim (the common case) needs no check.
                 Some(job)
-                    if !job
-                        .schedule
-                        .as_ref()
-                        .is_some_and(|s| s.fires_at(run.scheduled_at)) =>
+                    if !Arc::ptr_eq(&job.spec, &claimed_under)
+                        && !job
+                            .schedule
+                            .as_ref()
+                            .is_some_and(|s| s.fires_at(run.scheduled_at)) =>
                 {
                     Admission::Skip(
                         "skipped: the job's schedule changed after this fire was claimed"

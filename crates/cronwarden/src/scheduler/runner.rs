@@ -142,9 +142,13 @@ impl Inner {
                 .map(|r| (r, false))
             }
         };
-        let permit = tokio::select! {
-            permit = self.permits.clone().acquire_owned() => permit.ok(),
-            () = token.cancelled() => None,
+        // Most runs find a permit free: take it without the select's wake-up registrations.
+        let permit = match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) => tokio::select! {
+                permit = self.permits.clone().acquire_owned() => permit.ok(),
+                () = token.cancelled() => None,
+            },
         };
         if permit.is_none() {
             return interrupted(run).await;
@@ -183,11 +187,13 @@ impl Inner {
         let mut started = run.clone();
         started.status = RunStatus::Running;
         started.started_at = Some(started_at);
-        self.emit(SchedulerEvent::RunStarted(started.clone()));
+        if self.events.receiver_count() > 0 {
+            self.emit(SchedulerEvent::RunStarted(started.clone()));
+        }
 
-        // The executor's token: cancelled by a timeout here, or with the run's own token (a
-        // stop, an operator, `overlap = replace`).
-        let exec_token = token.child_token();
+        // The executor's token is the run's own: cancelled by a stop, an operator, `overlap =
+        // replace`, or a timeout here (the outcome is decided by then).
+        let exec_token = token.clone();
         let ctx = RunContext {
             run_id: run.id,
             job: run.job.clone(),
