@@ -77,24 +77,12 @@ impl Executor for RustJobs {
         };
         // A panicking job must not take the scheduler with it: its panic is caught and
         // recorded as a failure. The job runs on the run's own task, not a task of its own, so
-        // it starts the moment its run does.
-        let run = std::panic::AssertUnwindSafe(job.run(ctx.clone())).catch_unwind();
-        tokio::pin!(run);
-        let ended = tokio::select! {
-            ended = &mut run => ended,
-            () = ctx.cancel.cancelled() => {
-                // A job that watches its token returns; one that does not is dropped (at its
-                // next await) after a grace period, like a command that ignores SIGTERM.
-                match tokio::time::timeout(CANCEL_GRACE, &mut run).await {
-                    Ok(ended) => ended,
-                    Err(_) => {
-                        return Outcome::retryable(format!(
-                            "cancelled; the job did not stop within {CANCEL_GRACE:?} and was dropped"
-                        ))
-                    }
-                }
-            }
-        };
+        // it starts the moment its run does. (A job cancelled by a timeout or a stop learns it
+        // from its context's token; the scheduler drops one that does not return after a
+        // grace period.)
+        let ended = std::panic::AssertUnwindSafe(job.run(ctx.clone()))
+            .catch_unwind()
+            .await;
         match ended {
             Ok(Ok(output)) => Outcome::Succeeded {
                 output: Some(output).filter(|o| !o.is_empty()),
@@ -106,9 +94,6 @@ impl Executor for RustJobs {
         }
     }
 }
-
-/// How long a cancelled job may take to return before it is dropped.
-const CANCEL_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     payload

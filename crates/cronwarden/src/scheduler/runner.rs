@@ -11,6 +11,11 @@ use crate::executor::{Executor, Outcome, RunContext};
 use crate::model::{JobName, JobSpec, OverlapPolicy, Run, RunStatus, Trigger};
 use crate::store::{ClaimFire, NewRun, StartRun};
 
+/// How long a cancelled action may take to stop: long enough for a command's SIGTERM, its
+/// grace and the SIGKILL of its process group; a Rust job that ignores its token is dropped
+/// after it.
+const ACTION_CANCEL_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What the overlap policy decided for a new run.
 pub(super) enum Admission {
     Start(CancellationToken, Arc<JobSpec>),
@@ -229,9 +234,16 @@ impl Inner {
                 exit_code,
             }) => (RunStatus::Failed, retryable, exit_code, Some(error), output),
             Err(status) => {
-                // Let the action clean up (a command's process group is killed) before recording.
+                // Let the action clean up before recording: a command's process group is
+                // signalled and killed; a Rust job that watches its token returns. One that
+                // does not is dropped (at its await point) once the grace is over.
                 exec_token.cancel();
-                let _ = execution.await;
+                if tokio::time::timeout(ACTION_CANCEL_GRACE, execution)
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(run = %run.id, "the action did not stop within {ACTION_CANCEL_GRACE:?} of its cancellation; dropped");
+                }
                 let error = match status {
                     RunStatus::TimedOut => {
                         format!("timed out after {:#}", spec.timeout.unwrap_or_default())
