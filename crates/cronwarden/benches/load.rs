@@ -339,6 +339,33 @@ async fn sustained(label: &str, jobs: usize, seconds: i64) {
     );
 }
 
+/// The floor under the burst: 10,000 bare tokio tasks sleeping until one instant, each noting
+/// its lateness when it wakes. No scheduler, no store: what the runtime alone costs here.
+async fn tokio_floor() {
+    let lateness = Lateness::new(JOBS);
+    let at = Timestamp::now() + jiff::SignedDuration::from_millis(500);
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+    let tasks: Vec<_> = (0..JOBS)
+        .map(|_| {
+            let lateness = lateness.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep_until(deadline).await;
+                lateness.record(at);
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let late = lateness.sorted_ms();
+    println!(
+        "tokio-floor: {JOBS} bare tasks woken at one instant: lateness min {:.1} ms, p50 {:.1} ms, p99 {:.1} ms",
+        late[0],
+        percentile(&late, 0.50),
+        percentile(&late, 0.99)
+    );
+}
+
 async fn idle() {
     let store = store("idle").await;
     populate(&store, JOBS, "0 0 1 1 *", &noop_action()).await;
@@ -369,6 +396,9 @@ fn main() {
     let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let wanted = |name: &str| only.as_deref().is_none_or(|o| o == name);
     runtime.block_on(async {
+        if wanted("tokio-floor") {
+            tokio_floor().await;
+        }
         if wanted("burst") {
             burst("burst", JOBS, noop_action(), 256).await;
         }
