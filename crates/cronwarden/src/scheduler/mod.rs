@@ -158,6 +158,9 @@ pub(crate) struct Inner {
     tasks: TaskTracker,
     permits: Arc<Semaphore>,
     events: broadcast::Sender<SchedulerEvent>,
+    /// Whether anyone ever subscribed to the events: a lock-free check, so that events nobody
+    /// listens to are not built (the channel's own count takes a lock both cores contend for).
+    subscribed: std::sync::atomic::AtomicBool,
     /// Batches run records; set when the scheduler starts.
     recorder: OnceLock<recorder::Recorder>,
     recorder_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -195,6 +198,7 @@ impl Scheduler {
                 cancel_runs: CancellationToken::new(),
                 tasks: TaskTracker::new(),
                 events,
+                subscribed: false.into(),
                 recorder: OnceLock::new(),
                 recorder_task: Mutex::new(None),
                 stop_recorder: CancellationToken::new(),
@@ -205,6 +209,9 @@ impl Scheduler {
 
     /// Events from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<SchedulerEvent> {
+        self.inner
+            .subscribed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         self.inner.events.subscribe()
     }
 
@@ -453,6 +460,11 @@ impl Inner {
                 token.cancel();
             }
         }
+    }
+
+    /// Whether events are worth building.
+    fn observed(&self) -> bool {
+        self.subscribed.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn emit(&self, event: SchedulerEvent) {

@@ -192,7 +192,7 @@ impl Inner {
         let mut started = run.clone();
         started.status = RunStatus::Running;
         started.started_at = Some(started_at);
-        if self.events.receiver_count() > 0 {
+        if self.observed() {
             self.emit(SchedulerEvent::RunStarted(started.clone()));
         }
 
