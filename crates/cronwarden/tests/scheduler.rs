@@ -991,6 +991,46 @@ impl Store for Outage {
     ) -> Result<u64, cronwarden::store::StoreError> {
         self.store.prune_runs(keep_last, older_than).await
     }
+    async fn create_token(
+        &self,
+        name: &str,
+        role: cronwarden::model::Role,
+        hash: &str,
+        at: Timestamp,
+    ) -> Result<cronwarden::model::ApiToken, cronwarden::store::StoreError> {
+        self.store.create_token(name, role, hash, at).await
+    }
+    async fn list_tokens(
+        &self,
+    ) -> Result<Vec<cronwarden::model::ApiToken>, cronwarden::store::StoreError> {
+        self.store.list_tokens().await
+    }
+    async fn revoke_token(
+        &self,
+        name: &str,
+        at: Timestamp,
+    ) -> Result<bool, cronwarden::store::StoreError> {
+        self.store.revoke_token(name, at).await
+    }
+    async fn token_by_hash(
+        &self,
+        hash: &str,
+    ) -> Result<Option<cronwarden::model::ApiToken>, cronwarden::store::StoreError> {
+        self.store.token_by_hash(hash).await
+    }
+    async fn record_audit(
+        &self,
+        entry: cronwarden::store::NewAudit<'_>,
+    ) -> Result<cronwarden::model::AuditEntry, cronwarden::store::StoreError> {
+        self.store.record_audit(entry).await
+    }
+    async fn list_audit(
+        &self,
+        before_id: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<cronwarden::model::AuditEntry>, cronwarden::store::StoreError> {
+        self.store.list_audit(before_id, limit).await
+    }
 }
 
 #[tokio::test]

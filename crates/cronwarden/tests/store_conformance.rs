@@ -5,8 +5,10 @@
 
 use std::sync::Arc;
 
-use cronwarden::model::{Action, JobName, JobSpec, RunId, RunStatus, Trigger};
-use cronwarden::store::{ClaimFire, FinishRun, NewRun, RunFilter, StartRun, Store};
+use cronwarden::model::{Action, JobName, JobSpec, Role, RunId, RunStatus, Trigger};
+use cronwarden::store::{
+    ClaimFire, FinishRun, NewAudit, NewRun, RunFilter, StartRun, Store, StoreError,
+};
 use jiff::{SignedDuration, Timestamp};
 
 fn ts(s: &str) -> Timestamp {
@@ -892,6 +894,94 @@ async fn an_operator_pause_outlasts_the_definition<S: Store>(store: Arc<S>) {
     assert_eq!(resumed.effective_spec(), changed);
 }
 
+async fn tokens_are_kept_by_hash_and_revocable<S: Store>(store: Arc<S>) {
+    let t0 = ts("2026-01-01T00:00:00Z");
+    let ci = store
+        .create_token("ci", Role::Operator, "hash-of-ci", t0)
+        .await
+        .unwrap();
+    assert_eq!(
+        (ci.name.as_str(), ci.role, ci.revoked_at),
+        ("ci", Role::Operator, None)
+    );
+    store
+        .create_token("alice", Role::Admin, "hash-of-alice", t0)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .create_token("ci", Role::Viewer, "another-hash", t0)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store
+            .token_by_hash("hash-of-ci")
+            .await
+            .unwrap()
+            .map(|t| t.name),
+        Some("ci".to_owned())
+    );
+    assert_eq!(
+        store.token_by_hash("ci").await.unwrap(),
+        None,
+        "names are not hashes"
+    );
+    let names: Vec<String> = store
+        .list_tokens()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(names, ["alice", "ci"]);
+    assert!(store
+        .revoke_token("ci", ts("2026-01-02T00:00:00Z"))
+        .await
+        .unwrap());
+    assert!(!store
+        .revoke_token("ci", ts("2026-01-03T00:00:00Z"))
+        .await
+        .unwrap());
+    assert!(!store.revoke_token("nobody", t0).await.unwrap());
+    assert_eq!(store.token_by_hash("hash-of-ci").await.unwrap(), None);
+    let listed = store.list_tokens().await.unwrap();
+    assert_eq!(listed[1].revoked_at, Some(ts("2026-01-02T00:00:00Z")));
+}
+
+async fn the_audit_log_keeps_every_entry_newest_first<S: Store>(store: Arc<S>) {
+    for i in 0..5i64 {
+        let detail = serde_json::json!({ "reason": format!("r{i}") });
+        let entry = store
+            .record_audit(NewAudit {
+                at: ts("2026-01-01T00:00:00Z") + SignedDuration::from_secs(i),
+                actor: "alice",
+                source: Some("127.0.0.1"),
+                action: "job.pause",
+                target: Some("report"),
+                detail: Some(detail.clone()),
+            })
+            .await
+            .unwrap();
+        assert_eq!(entry.detail, Some(detail));
+    }
+    let page = store.list_audit(None, 3).await.unwrap();
+    assert_eq!(page.len(), 3);
+    assert!(page.windows(2).all(|w| w[0].id > w[1].id), "newest first");
+    let rest = store.list_audit(Some(page[2].id), 10).await.unwrap();
+    assert_eq!(rest.len(), 2);
+    assert_eq!(
+        (
+            rest[1].actor.as_str(),
+            rest[1].action.as_str(),
+            rest[1].target.as_deref(),
+            rest[1].source.as_deref()
+        ),
+        ("alice", "job.pause", Some("report"), Some("127.0.0.1"))
+    );
+    assert_eq!(rest[1].at, ts("2026-01-01T00:00:00Z"));
+}
+
 macro_rules! conformance {
     ($backend:ident, $open:expr) => {
         mod $backend {
@@ -952,6 +1042,14 @@ macro_rules! conformance {
             #[tokio::test]
             async fn an_operator_pause_outlasts_the_definition() {
                 super::an_operator_pause_outlasts_the_definition(open().await).await;
+            }
+            #[tokio::test]
+            async fn tokens_are_kept_by_hash_and_revocable() {
+                super::tokens_are_kept_by_hash_and_revocable(open().await).await;
+            }
+            #[tokio::test]
+            async fn the_audit_log_keeps_every_entry_newest_first() {
+                super::the_audit_log_keeps_every_entry_newest_first(open().await).await;
             }
             #[tokio::test]
             async fn pruning_keeps_the_newest_and_the_unfinished() {

@@ -4,9 +4,11 @@
 //! declares. Constructors validate (a [`JobName`] is always a valid slug, a [`JobSpec`] always
 //! has a schedule that parses), so code that holds one never checks again.
 
+mod access;
 mod job;
 mod run;
 
+pub use self::access::{ApiToken, AuditEntry, Role};
 pub use self::job::{
     Action, FoldChoice, GapChoice, JobName, JobSpec, MisfirePolicy, OverlapPolicy, RetryPolicy,
     SpecError,

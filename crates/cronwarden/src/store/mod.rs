@@ -15,7 +15,7 @@ mod sqlite;
 use async_trait::async_trait;
 use jiff::{SignedDuration, Timestamp};
 
-use crate::model::{JobName, JobSpec, Run, RunId, RunStatus, Trigger};
+use crate::model::{ApiToken, AuditEntry, JobName, JobSpec, Role, Run, RunId, RunStatus, Trigger};
 
 #[cfg(feature = "sqlite")]
 pub use self::sqlite::SqliteStore;
@@ -30,6 +30,26 @@ pub enum StoreError {
     /// A stored value could not be read back (a bug or a foreign write).
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    /// The write would break a uniqueness rule (a token name in use, ...).
+    #[error("conflict: {0}")]
+    Conflict(String),
+}
+
+/// An entry for the audit log.
+#[derive(Clone, Debug)]
+pub struct NewAudit<'a> {
+    /// When it happened.
+    pub at: Timestamp,
+    /// Who: a token's name, or the CLI and its user.
+    pub actor: &'a str,
+    /// From where, when known.
+    pub source: Option<&'a str>,
+    /// What: `job.pause`, `token.create`, ...
+    pub action: &'a str,
+    /// On what.
+    pub target: Option<&'a str>,
+    /// The change, as JSON, secrets redacted.
+    pub detail: Option<serde_json::Value>,
 }
 
 /// A job as stored: its spec and bookkeeping.
@@ -296,6 +316,36 @@ pub trait Store: Send + Sync + 'static {
 
     /// The job's statistics.
     async fn job_stats(&self, job: &JobName) -> Result<JobStats, StoreError>;
+
+    /// Stores a new API token by its hash (the token itself is never stored).
+    /// [`StoreError::Conflict`] if the name is in use.
+    async fn create_token(
+        &self,
+        name: &str,
+        role: Role,
+        hash: &str,
+        at: Timestamp,
+    ) -> Result<ApiToken, StoreError>;
+
+    /// All tokens, revoked ones included, by name.
+    async fn list_tokens(&self) -> Result<Vec<ApiToken>, StoreError>;
+
+    /// Revokes the token with this name; false if there is no such token not yet revoked.
+    async fn revoke_token(&self, name: &str, at: Timestamp) -> Result<bool, StoreError>;
+
+    /// The token, not revoked, whose hash this is.
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<ApiToken>, StoreError>;
+
+    /// Appends to the audit log.
+    async fn record_audit(&self, entry: NewAudit<'_>) -> Result<AuditEntry, StoreError>;
+
+    /// The audit log, newest first: entries with ids below `before_id` when given, at most
+    /// `limit`.
+    async fn list_audit(
+        &self,
+        before_id: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, StoreError>;
 
     /// Deletes final runs beyond the newest `keep_last` per job, and final runs that finished
     /// before `older_than`. Returns how many were deleted.

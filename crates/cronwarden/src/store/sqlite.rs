@@ -13,10 +13,10 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqlitePool};
 
 use super::{
-    claimed_run, percentile, ClaimFire, FinishRun, JobRecord, JobStats, NewRun, RunFilter,
-    RunRequest, StartRun, Store, StoreError,
+    claimed_run, percentile, ClaimFire, FinishRun, JobRecord, JobStats, NewAudit, NewRun,
+    RunFilter, RunRequest, StartRun, Store, StoreError,
 };
-use crate::model::{JobName, JobSpec, Run, RunId, RunStatus, Trigger};
+use crate::model::{ApiToken, AuditEntry, JobName, JobSpec, Role, Run, RunId, RunStatus, Trigger};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many have run.
 /// Never edit one that has shipped: add another.
@@ -78,6 +78,27 @@ CREATE TRIGGER run_requested AFTER INSERT ON run_requests BEGIN UPDATE changes S
 ALTER TABLE jobs ADD COLUMN paused TEXT;
 CREATE TRIGGER jobs_paused AFTER UPDATE OF paused ON jobs WHEN OLD.paused IS NOT NEW.paused
     BEGIN UPDATE changes SET seq = seq + 1; END;
+"#,
+    r#"
+-- API tokens: only a hash of each is kept.
+CREATE TABLE api_tokens (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    name        TEXT NOT NULL UNIQUE,
+    role        TEXT NOT NULL,
+    hash        TEXT NOT NULL UNIQUE,
+    created_at  INTEGER NOT NULL,
+    revoked_at  INTEGER
+);
+-- Who changed what, when and from where.
+CREATE TABLE audit_log (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    at      INTEGER NOT NULL,
+    actor   TEXT NOT NULL,
+    source  TEXT,
+    action  TEXT NOT NULL,
+    target  TEXT,
+    detail  TEXT
+);
 "#,
 ];
 
@@ -149,6 +170,35 @@ fn job_from_row(row: &SqliteRow) -> Result<JobRecord, StoreError> {
         created_at: instant(row.try_get("created_at").map_err(get_err)?)?,
         updated_at: instant(row.try_get("updated_at").map_err(get_err)?)?,
         paused: row.try_get("paused").map_err(get_err)?,
+    })
+}
+
+fn token_from_row(row: &SqliteRow) -> Result<ApiToken, StoreError> {
+    let get_err = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
+    let role: String = row.try_get("role").map_err(get_err)?;
+    Ok(ApiToken {
+        id: row.try_get("id").map_err(get_err)?,
+        name: row.try_get("name").map_err(get_err)?,
+        role: Role::from_str(&role).map_err(StoreError::Corrupt)?,
+        created_at: instant(row.try_get("created_at").map_err(get_err)?)?,
+        revoked_at: opt_instant(row.try_get("revoked_at").map_err(get_err)?)?,
+    })
+}
+
+fn audit_from_row(row: &SqliteRow) -> Result<AuditEntry, StoreError> {
+    let get_err = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
+    let detail: Option<String> = row.try_get("detail").map_err(get_err)?;
+    Ok(AuditEntry {
+        id: row.try_get("id").map_err(get_err)?,
+        at: instant(row.try_get("at").map_err(get_err)?)?,
+        actor: row.try_get("actor").map_err(get_err)?,
+        source: row.try_get("source").map_err(get_err)?,
+        action: row.try_get("action").map_err(get_err)?,
+        target: row.try_get("target").map_err(get_err)?,
+        detail: detail
+            .map(|d| serde_json::from_str(&d))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("audit detail: {e}")))?,
     })
 }
 
@@ -659,6 +709,106 @@ impl Store for SqliteStore {
         stats.duration_p95 = percentile(&durations, 95);
         stats.duration_max = durations.last().copied();
         Ok(stats)
+    }
+
+    async fn create_token(
+        &self,
+        name: &str,
+        role: Role,
+        hash: &str,
+        at: Timestamp,
+    ) -> Result<ApiToken, StoreError> {
+        let _writing = self.write_gate.lock().await;
+        let rows = sqlx::query(
+            "INSERT INTO api_tokens (name, role, hash, created_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT DO NOTHING
+             RETURNING id, name, role, created_at, revoked_at",
+        )
+        .bind(name)
+        .bind(role.as_str())
+        .bind(hash)
+        .bind(micros(at))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        match rows.first() {
+            Some(row) => token_from_row(row),
+            None => Err(StoreError::Conflict(format!(
+                "a token named {name:?} exists already"
+            ))),
+        }
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<ApiToken>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, name, role, created_at, revoked_at FROM api_tokens ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(token_from_row).collect()
+    }
+
+    async fn revoke_token(&self, name: &str, at: Timestamp) -> Result<bool, StoreError> {
+        let _writing = self.write_gate.lock().await;
+        let done = sqlx::query(
+            "UPDATE api_tokens SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL",
+        )
+        .bind(name)
+        .bind(micros(at))
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<ApiToken>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, name, role, created_at, revoked_at FROM api_tokens
+             WHERE hash = ?1 AND revoked_at IS NULL",
+        )
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.as_ref().map(token_from_row).transpose()
+    }
+
+    async fn record_audit(&self, entry: NewAudit<'_>) -> Result<AuditEntry, StoreError> {
+        let _writing = self.write_gate.lock().await;
+        let detail = entry.detail.as_ref().map(|d| d.to_string());
+        let rows = sqlx::query(
+            "INSERT INTO audit_log (at, actor, source, action, target, detail)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             RETURNING id, at, actor, source, action, target, detail",
+        )
+        .bind(micros(entry.at))
+        .bind(entry.actor)
+        .bind(entry.source)
+        .bind(entry.action)
+        .bind(entry.target)
+        .bind(detail)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        audit_from_row(one(&rows)?)
+    }
+
+    async fn list_audit(
+        &self,
+        before_id: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, at, actor, source, action, target, detail FROM audit_log
+             WHERE (?1 IS NULL OR id < ?1) ORDER BY id DESC LIMIT ?2",
+        )
+        .bind(before_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(audit_from_row).collect()
     }
 
     async fn prune_runs(&self, keep_last: u32, older_than: Timestamp) -> Result<u64, StoreError> {
