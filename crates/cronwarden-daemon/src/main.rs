@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use clap::Parser;
 
 mod cli;
-mod config;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();

@@ -78,6 +78,7 @@ fn serve_runs_the_configured_jobs_and_exits_0_on_sigterm() {
         r#"
 [settings]
 database = "state.db"
+listen = "127.0.0.1:0"
 
 [[jobs]]
 name = "tick"
@@ -116,6 +117,7 @@ fn sigterm_lets_a_running_job_finish_within_the_grace_period() {
         r#"
 [settings]
 database = "state.db"
+listen = "127.0.0.1:0"
 shutdown_grace = "20s"
 
 [[jobs]]
@@ -153,6 +155,7 @@ fn after_sigkill_the_next_start_abandons_and_retries_the_runs_in_flight() {
         r#"
 [settings]
 database = "state.db"
+listen = "127.0.0.1:0"
 
 [[jobs]]
 name = "long"
@@ -232,6 +235,7 @@ fn jobs_trigger_pause_and_resume_reach_a_running_daemon() {
         r#"
 [settings]
 database = "state.db"
+listen = "127.0.0.1:0"
 
 [[jobs]]
 name = "yearly"

@@ -1236,3 +1236,27 @@ async fn changes_made_by_another_process_are_followed() {
     eventually(|| async { h.scheduler.job(&JobName::new("report").unwrap()).is_none() }).await;
     h.stop_letting_time_pass().await;
 }
+
+#[tokio::test]
+async fn a_run_triggered_during_start_up_is_not_taken_for_a_leftover() {
+    // Recovery after start abandons what a previous process left unfinished; a run triggered
+    // while it is going must not be among them.
+    for _ in 0..20 {
+        let mut h = Harness::new(
+            vec![rust_job("now", Some("0 0 1 1 *"))],
+            scripted("now", vec![]),
+        )
+        .await;
+        let run = h
+            .scheduler
+            .trigger(&JobName::new("now").unwrap())
+            .await
+            .unwrap();
+        let finished = h.finished().await;
+        assert_eq!(
+            (finished.id, finished.status),
+            (run.id, RunStatus::Succeeded)
+        );
+        h.stop_letting_time_pass().await;
+    }
+}

@@ -17,7 +17,7 @@ use serde_json::json;
 use super::schedule::write_out;
 use super::validate::report_errors;
 use super::CliError;
-use crate::config::Config;
+use cronwarden_daemon::config::Config;
 
 /// Where the store is.
 #[derive(Debug, Args)]
@@ -34,7 +34,7 @@ pub struct StoreArgs {
     config: PathBuf,
     /// Print JSON.
     #[arg(long, global = true)]
-    json: bool,
+    pub(super) json: bool,
 }
 
 /// `cronwarden jobs ...`
@@ -108,14 +108,14 @@ enum RunsCommand {
     },
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| CliError(format!("cannot start the runtime: {e}")))
 }
 
-async fn open(args: &StoreArgs) -> Result<SqliteStore, CliError> {
+pub(super) async fn open(args: &StoreArgs) -> Result<SqliteStore, CliError> {
     let config = Config::load(&args.config)
         .map_err(|errors| report_errors(&args.config.display().to_string(), &errors))?;
     let path = &config.settings.database;
@@ -133,7 +133,7 @@ fn job_name(name: &str) -> Result<JobName, CliError> {
     JobName::new(name).map_err(|e| CliError(e.to_string()))
 }
 
-fn store_error(e: cronwarden::store::StoreError) -> CliError {
+pub(super) fn store_error(e: cronwarden::store::StoreError) -> CliError {
     CliError(e.to_string())
 }
 
@@ -250,10 +250,7 @@ pub fn jobs(args: JobsArgs) -> Result<(), CliError> {
             }
             JobsCommand::Trigger { name } => {
                 let name = job_name(&name)?;
-                let by = format!(
-                    "cli ({})",
-                    std::env::var("USER").unwrap_or_else(|_| "unknown user".to_owned())
-                );
+                let by = actor();
                 if !store
                     .request_run(&name, &by, Timestamp::now())
                     .await
@@ -261,6 +258,7 @@ pub fn jobs(args: JobsArgs) -> Result<(), CliError> {
                 {
                     return Err(CliError(format!("no job is named {name:?}")));
                 }
+                audit(&store, "job.trigger", name.as_str(), None).await?;
                 if args.store.json {
                     format!("{:#}\n", json!({ "job": name, "requested": true }))
                 } else {
@@ -273,6 +271,13 @@ pub fn jobs(args: JobsArgs) -> Result<(), CliError> {
             JobsCommand::Pause { name, reason } => {
                 let name = job_name(&name)?;
                 let job = set_paused(&store, &name, Some(&reason)).await?;
+                audit(
+                    &store,
+                    "job.pause",
+                    name.as_str(),
+                    Some(json!({ "reason": reason })),
+                )
+                .await?;
                 if args.store.json {
                     format!("{:#}\n", job_json(&job, None))
                 } else {
@@ -282,6 +287,7 @@ pub fn jobs(args: JobsArgs) -> Result<(), CliError> {
             JobsCommand::Resume { name } => {
                 let name = job_name(&name)?;
                 let job = set_paused(&store, &name, None).await?;
+                audit(&store, "job.resume", name.as_str(), None).await?;
                 let note = if job.spec.enabled {
                     ""
                 } else {
@@ -399,4 +405,34 @@ pub fn runs(args: RunsArgs) -> Result<(), CliError> {
         store.close().await;
         write_out(&text)
     })
+}
+
+/// Who the CLI acts as, in the audit log.
+fn actor() -> String {
+    format!(
+        "cli ({})",
+        std::env::var("USER").unwrap_or_else(|_| "unknown user".to_owned())
+    )
+}
+
+/// Writes a change made through the CLI to the audit log.
+pub(super) async fn audit(
+    store: &impl Store,
+    action: &str,
+    target: &str,
+    detail: Option<serde_json::Value>,
+) -> Result<(), CliError> {
+    let actor = actor();
+    store
+        .record_audit(cronwarden::store::NewAudit {
+            at: Timestamp::now(),
+            actor: &actor,
+            source: None,
+            action,
+            target: Some(target),
+            detail,
+        })
+        .await
+        .map(|_| ())
+        .map_err(store_error)
 }

@@ -4,6 +4,7 @@
 mod inspect;
 mod schedule;
 mod serve;
+mod tokens;
 mod validate;
 
 use clap::{Parser, Subcommand};
@@ -24,6 +25,8 @@ enum Command {
     Jobs(inspect::JobsArgs),
     /// Look at run history.
     Runs(inspect::RunsArgs),
+    /// Manage the HTTP API's tokens.
+    Tokens(tokens::TokensArgs),
     /// Print the next fire instants of a schedule expression.
     Next(schedule::NextArgs),
     /// Say in plain English what a schedule means and how it behaves on DST changes.
@@ -48,6 +51,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Serve(args) => serve::serve(args),
         Command::Jobs(args) => inspect::jobs(args),
         Command::Runs(args) => inspect::runs(args),
+        Command::Tokens(args) => tokens::tokens(args),
         Command::Next(args) => schedule::next(args),
         Command::Explain(args) => schedule::explain(args),
         Command::Validate(args) => validate::validate(args),

@@ -15,7 +15,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::validate::report_errors;
 use super::CliError;
-use crate::config::Config;
+use cronwarden::model::Role;
+use cronwarden_daemon::api;
+use cronwarden_daemon::config::Config;
 
 /// How often old run history is pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -81,7 +83,32 @@ async fn run(config: Config) -> Result<(), CliError> {
         },
     );
     scheduler.start();
-    tracing::info!(%node, jobs = config.jobs.len(), database = %settings.database, "cronwarden is running");
+    bootstrap_admin_token(&store).await?;
+
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .map_err(|e| CliError(format!("cannot listen on {}: {e}", settings.listen)))?;
+    let listening = listener.local_addr().map_err(|e| CliError(e.to_string()))?;
+    let (app, _) = api::router(api::AppState {
+        scheduler: scheduler.clone(),
+        store: store.clone(),
+        node: node.clone(),
+        started_at: clock.now(),
+        openapi: Default::default(),
+    });
+    let stop_serving = CancellationToken::new();
+    let server = tokio::spawn({
+        let stop = stop_serving.clone();
+        async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+        }
+    });
+    tracing::info!(%node, jobs = config.jobs.len(), database = %settings.database, api = %listening, "cronwarden is running");
 
     let stop = CancellationToken::new();
     let pruner = tokio::spawn(prune_history(
@@ -98,10 +125,50 @@ async fn run(config: Config) -> Result<(), CliError> {
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
     }
     stop.cancel();
+    // The API stops taking requests first (those in progress finish), then the scheduler.
+    stop_serving.cancel();
+    match server.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "the API server failed"),
+        Err(e) => tracing::error!(error = %e, "the API server task failed"),
+    }
     scheduler.stop().await;
     let _ = pruner.await;
     store.close().await;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// On a store with no tokens at all, `CRONWARDEN_ADMIN_TOKEN` (when set) becomes the first
+/// admin token, named `admin`: a way in for a fresh deployment. Ignored once any token exists.
+async fn bootstrap_admin_token(store: &SqliteStore) -> Result<(), CliError> {
+    let Ok(token) = std::env::var("CRONWARDEN_ADMIN_TOKEN") else {
+        return Ok(());
+    };
+    let existing = store
+        .list_tokens()
+        .await
+        .map_err(|e| CliError(format!("cannot read the tokens: {e}")))?;
+    if !existing.is_empty() {
+        tracing::info!("CRONWARDEN_ADMIN_TOKEN ignored: the store has tokens already");
+        return Ok(());
+    }
+    if token.trim().len() < 16 {
+        return Err(CliError(
+            "CRONWARDEN_ADMIN_TOKEN is too short: use at least 16 characters (see `cronwarden tokens create`)"
+                .to_owned(),
+        ));
+    }
+    store
+        .create_token(
+            "admin",
+            Role::Admin,
+            &api::hash_token(token.trim()),
+            jiff::Timestamp::now(),
+        )
+        .await
+        .map_err(|e| CliError(format!("cannot store the admin token: {e}")))?;
+    tracing::info!("created the admin token from CRONWARDEN_ADMIN_TOKEN");
     Ok(())
 }
 

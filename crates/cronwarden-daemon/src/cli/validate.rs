@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::schedule::{instant, write_out, INSTANT_FORMAT};
 use super::CliError;
-use crate::config::{Config, ConfigError, Scope, Settings};
+use cronwarden_daemon::config::{Config, ConfigError, Scope, Settings};
 
 /// Arguments of `cronwarden validate`.
 #[derive(Debug, Args)]

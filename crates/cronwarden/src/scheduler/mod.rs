@@ -166,6 +166,8 @@ pub(crate) struct Inner {
     recorder_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Stops the recorder once every run has ended (the very last step of a stop).
     stop_recorder: CancellationToken,
+    /// Set once the start-up recovery is over; API calls wait for it.
+    recovered: tokio::sync::watch::Sender<bool>,
 }
 
 /// The scheduler. Cheap to clone; clones share one scheduler.
@@ -202,6 +204,7 @@ impl Scheduler {
                 recorder: OnceLock::new(),
                 recorder_task: Mutex::new(None),
                 stop_recorder: CancellationToken::new(),
+                recovered: tokio::sync::watch::Sender::new(false),
             }),
             started: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         }
@@ -231,6 +234,7 @@ impl Scheduler {
             if let Err(e) = inner.recover().await {
                 tracing::error!(error = %e, "recovery after start failed; continuing with the timetable");
             }
+            inner.recovered.send_replace(true);
             inner.tasks.spawn(inner.clone().watch_store());
             inner.run_loop().await;
         });
@@ -266,6 +270,7 @@ impl Scheduler {
     /// schedule takes effect from now; history is kept.
     pub async fn upsert_job(&self, spec: JobSpec) -> Result<JobRecord, SchedulerError> {
         spec.validate()?;
+        self.recovered().await;
         let record = self
             .inner
             .store
@@ -293,6 +298,7 @@ impl Scheduler {
         name: &JobName,
         reason: Option<&str>,
     ) -> Result<JobRecord, SchedulerError> {
+        self.recovered().await;
         let record = self
             .inner
             .store
@@ -306,7 +312,17 @@ impl Scheduler {
 
     /// Runs a job now, whatever its schedule (and even when it is paused).
     pub async fn trigger(&self, name: &JobName) -> Result<Run, SchedulerError> {
+        self.recovered().await;
         self.inner.trigger(name).await
+    }
+
+    /// Waits until the start-up recovery is over (if the scheduler was started): until then,
+    /// a run recorded now could be taken for one a previous process left behind.
+    async fn recovered(&self) {
+        if self.started.load(std::sync::atomic::Ordering::SeqCst) {
+            let mut recovered = self.inner.recovered.subscribe();
+            let _ = recovered.wait_for(|done| *done).await;
+        }
     }
 
     /// The definition of a job as the scheduler holds it now.

@@ -1,0 +1,109 @@
+//! Errors as `application/problem+json` (RFC 9457): a status, a title, a detail a person can
+//! act on, and for invalid input the field at fault.
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use cronwarden::scheduler::SchedulerError;
+use cronwarden::store::StoreError;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// A problem document.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// The HTTP status.
+    pub status: u16,
+    /// A short summary of the kind of problem.
+    pub title: String,
+    /// What went wrong here, and how to fix it.
+    pub detail: String,
+    /// The input field at fault, for a 400.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// An error a handler returns.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    detail: String,
+    field: Option<String>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, detail: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            detail: detail.into(),
+            field: None,
+        }
+    }
+
+    /// 401: no valid token.
+    pub fn unauthorized(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, detail)
+    }
+
+    /// 403: the token's role is not enough.
+    pub fn forbidden(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, detail)
+    }
+
+    /// 404.
+    pub fn not_found(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, detail)
+    }
+
+    /// 400, naming the field.
+    pub fn invalid(field: impl Into<String>, detail: impl Into<String>) -> ApiError {
+        ApiError {
+            field: Some(field.into()),
+            ..ApiError::new(StatusCode::BAD_REQUEST, detail)
+        }
+    }
+
+    /// 503 or 500 from the store: its message, which names no secret.
+    pub fn store(e: StoreError) -> ApiError {
+        tracing::error!(error = %e, "store error while serving a request");
+        match e {
+            StoreError::Conflict(detail) => ApiError::new(StatusCode::CONFLICT, detail),
+            StoreError::Database(detail) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the store is unavailable: {detail}"),
+            ),
+            StoreError::Corrupt(detail) => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("a stored record could not be read: {detail}"),
+            ),
+        }
+    }
+
+    /// From the scheduler's API.
+    pub fn scheduler(e: SchedulerError) -> ApiError {
+        match e {
+            SchedulerError::UnknownJob(name) => {
+                ApiError::not_found(format!("no job is named {name:?}"))
+            }
+            SchedulerError::Invalid(e) => ApiError::invalid(e.field.clone(), e.to_string()),
+            SchedulerError::Store(e) => ApiError::store(e),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let problem = Problem {
+            status: self.status.as_u16(),
+            title: self.status.canonical_reason().unwrap_or("Error").to_owned(),
+            detail: self.detail,
+            field: self.field,
+        };
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        (
+            self.status,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            body,
+        )
+            .into_response()
+    }
+}

@@ -1,0 +1,671 @@
+//! The handlers. Each declares its route, parameters and responses for the OpenAPI document
+//! in its `#[utoipa::path]`, and the role it needs in its first line.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use cronwarden::model::{JobName, Role, Run, RunId, RunStatus, Trigger};
+use cronwarden::store::{JobRecord, NewAudit, RunFilter, Store};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::auth::Caller;
+use super::error::{ApiError, Problem};
+use super::AppState;
+
+type Shared = State<Arc<AppState>>;
+
+pub(super) fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(openapi))
+        .routes(routes!(list_jobs))
+        .routes(routes!(get_job))
+        .routes(routes!(next_fires))
+        .routes(routes!(trigger_job))
+        .routes(routes!(pause_job))
+        .routes(routes!(resume_job))
+        .routes(routes!(list_runs))
+        .routes(routes!(get_run))
+        .routes(routes!(scheduler_state))
+        .routes(routes!(list_audit))
+}
+
+/// Liveness: the process answers. No token needed.
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "alive", body = Health)))]
+async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// Health.
+#[derive(Serialize, ToSchema)]
+struct Health {
+    /// `ok`.
+    status: &'static str,
+}
+
+/// Readiness: the store answers.
+#[utoipa::path(get, path = "/readyz", tag = "health", security(("bearer" = [])), extensions(("x-required-role" = json!("viewer"))),
+    responses(
+        (status = 200, description = "ready", body = Readiness),
+        (status = 401, description = "no valid token", body = Problem),
+        (status = 503, description = "not ready", body = Readiness),
+    ))]
+async fn readyz(caller: Caller, State(state): Shared) -> (StatusCode, Json<Readiness>) {
+    let _ = caller;
+    let started = Timestamp::now();
+    let store = state.store.change_seq().await;
+    let latency_ms = Timestamp::now().duration_since(started).as_secs_f64() * 1000.0;
+    let ready = store.is_ok();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(Readiness {
+            ready,
+            store: store
+                .map(|_| "ok".to_owned())
+                .unwrap_or_else(|e| e.to_string()),
+            store_latency_ms: latency_ms,
+        }),
+    )
+}
+
+/// Readiness.
+#[derive(Serialize, ToSchema)]
+struct Readiness {
+    /// Whether the daemon can serve and fire.
+    ready: bool,
+    /// `ok`, or the store's error.
+    store: String,
+    /// How long a one-row read of the store took.
+    store_latency_ms: f64,
+}
+
+/// This API's OpenAPI 3.1 document.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "meta", security(("bearer" = [])), extensions(("x-required-role" = json!("viewer"))),
+    responses(
+        (status = 200, description = "the document", body = Object),
+        (status = 401, description = "no valid token", body = Problem),
+    ))]
+async fn openapi(caller: Caller, State(state): Shared) -> Json<serde_json::Value> {
+    let _ = caller;
+    Json(serde_json::to_value(state.openapi.get()).unwrap_or_default())
+}
+
+/// A job as the API shows it.
+#[derive(Serialize, ToSchema)]
+struct JobView {
+    /// The job's unique name.
+    name: String,
+    /// Whether it fires: its definition enables it and no operator paused it.
+    enabled: bool,
+    /// The operator's pause reason, when paused through the API or CLI.
+    paused: Option<String>,
+    /// The definition, as stored.
+    #[schema(value_type = Object)]
+    spec: serde_json::Value,
+    /// Increases with every change to the definition.
+    version: i64,
+    /// When the job was created.
+    created_at: String,
+    /// When its definition last changed.
+    updated_at: String,
+    /// Its next fire, when it has one.
+    next_fire: Option<String>,
+}
+
+impl JobView {
+    fn new(record: &JobRecord, next_fire: Option<Timestamp>) -> JobView {
+        JobView {
+            name: record.spec.name.to_string(),
+            enabled: record.effective_spec().enabled,
+            paused: record.paused.clone(),
+            spec: serde_json::to_value(&record.spec).unwrap_or_default(),
+            version: record.version,
+            created_at: record.created_at.to_string(),
+            updated_at: record.updated_at.to_string(),
+            next_fire: next_fire.map(|t| t.to_string()),
+        }
+    }
+}
+
+/// A page of jobs.
+#[derive(Serialize, ToSchema)]
+struct JobPage {
+    /// The jobs, by name.
+    jobs: Vec<JobView>,
+    /// Pass as `after` for the next page; absent on the last page.
+    next: Option<String>,
+}
+
+/// Which jobs to list.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct JobQuery {
+    /// Only enabled (`true`) or paused (`false`) jobs.
+    enabled: Option<bool>,
+    /// Only jobs with this tag.
+    tag: Option<String>,
+    /// Only jobs whose name or description contains this text.
+    q: Option<String>,
+    /// Jobs whose names sort after this one (the previous page's `next`).
+    after: Option<String>,
+    /// At most this many (1-1000, default 100).
+    limit: Option<u32>,
+}
+
+fn limit(value: Option<u32>) -> Result<usize, ApiError> {
+    match value {
+        None => Ok(100),
+        Some(n @ 1..=1000) => Ok(n as usize),
+        Some(n) => Err(ApiError::invalid(
+            "limit",
+            format!("limit must be 1-1000, got {n}"),
+        )),
+    }
+}
+
+fn job_name(name: &str) -> Result<JobName, ApiError> {
+    JobName::new(name).map_err(|e| ApiError::invalid("name", e.to_string()))
+}
+
+/// The jobs, filtered and paginated by name.
+#[utoipa::path(get, path = "/api/v1/jobs", tag = "jobs", params(JobQuery), security(("bearer" = [])), extensions(("x-required-role" = json!("viewer"))),
+    responses(
+        (status = 200, description = "a page of jobs", body = JobPage),
+        (status = 400, description = "invalid parameter", body = Problem),
+        (status = 401, description = "no valid token", body = Problem),
+    ))]
+async fn list_jobs(
+    caller: Caller,
+    State(state): Shared,
+    Query(query): Query<JobQuery>,
+) -> Result<Json<JobPage>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let limit = limit(query.limit)?;
+    let records = state.store.list_jobs().await.map_err(ApiError::store)?;
+    let text = query.q.as_deref().map(str::to_lowercase);
+    let mut matching = records.iter().filter(|r| {
+        let spec = &r.spec;
+        query
+            .after
+            .as_deref()
+            .is_none_or(|a| spec.name.as_str() > a)
+            && query
+                .enabled
+                .is_none_or(|e| r.effective_spec().enabled == e)
+            && query.tag.as_ref().is_none_or(|t| spec.tags.contains(t))
+            && text.as_deref().is_none_or(|t| {
+                spec.name.as_str().contains(t) || spec.description.to_lowercase().contains(t)
+            })
+    });
+    let page: Vec<&JobRecord> = matching.by_ref().take(limit).collect();
+    let next = if matching.next().is_some() {
+        page.last().map(|r| r.spec.name.to_string())
+    } else {
+        None
+    };
+    let jobs = page
+        .into_iter()
+        .map(|r| {
+            let next_fire = state
+                .scheduler
+                .next_fires(&r.spec.name, 1)
+                .and_then(|f| f.first().copied());
+            JobView::new(r, next_fire)
+        })
+        .collect();
+    Ok(Json(JobPage { jobs, next }))
+}
+
+async fn job_record(state: &AppState, name: &str) -> Result<JobRecord, ApiError> {
+    let name = job_name(name)?;
+    state
+        .store
+        .get_job(&name)
+        .await
+        .map_err(ApiError::store)?
+        .ok_or_else(|| ApiError::not_found(format!("no job is named {name:?}")))
+}
+
+/// One job.
+#[utoipa::path(get, path = "/api/v1/jobs/{name}", tag = "jobs", security(("bearer" = [])), extensions(("x-required-role" = json!("viewer"))),
+    params(("name" = String, Path, description = "the job's name")),
+    responses(
+        (status = 200, description = "the job", body = JobView),
+        (status = 401, description = "no valid token", body = Problem),
+        (status = 404, description = "no such job", body = Problem),
+    ))]
+async fn get_job(
+    caller: Caller,
+    State(state): Shared,
+    Path(name): Path<String>,
+) -> Result<Json<JobView>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let record = job_record(&state, &name).await?;
+    let next = state
+        .scheduler
+        .next_fires(&record.spec.name, 1)
+        .and_then(|f| f.first().copied());
+    Ok(Json(JobView::new(&record, next)))
+}
+
+/// How many fires to show.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct NextQuery {
+    /// How many (1-1000, default 10).
+    count: Option<u32>,
+}
+
+/// A job's next fires.
+#[derive(Serialize, ToSchema)]
+struct NextFires {
+    /// The job.
+    job: String,
+    /// The instants, in RFC 3339 (UTC).
+    fires: Vec<String>,
+}
+
+/// A job's next fire instants, from the scheduler's own timetable.
+#[utoipa::path(get, path = "/api/v1/jobs/{name}/next", tag = "jobs", security(("bearer" = [])), extensions(("x-required-role" = json!("viewer"))),
+    params(("name" = String, Path, description = "the job's name"), NextQuery),
+    responses(
+        (status = 200, description = "the next fires", body = NextFires),
+        (status = 400, description = "invalid parameter", body = Problem),
+        (status = 401, description = "no valid token", body = Problem),
+        (status = 404, description = "no such job", body = Problem),
+    ))]
+async fn next_fires(
+    caller: Caller,
+    State(state): Shared,
+    Path(name): Path<String>,
+    Query(query): Query<NextQuery>,
+) -> Result<Json<NextFires>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let count = match query.count {
+        None => 10,
+        Some(n @ 1..=1000) => n as usize,
+        Some(n) => {
+            return Err(ApiError::invalid(
+                "count",
+                format!("count must be 1-1000, got {n}"),
+            ))
+        }
+    };
+    let name = job_name(&name)?;
+    let fires = state
+        .scheduler
+        .next_fires(&name, count)
+        .ok_or_else(|| ApiError::not_found(format!("no job is named {name:?}")))?;
+    Ok(Json(NextFires {
+        job: name.to_string(),
+        fires: fires.iter().map(|t| t.to_string()).collect(),
+    }))
+}
+
+async fn audit(
+    state: &AppState,
+    caller: &Caller,
+    action: &str,
+    target: &str,
+    detail: Option<serde_json::Value>,
+) {
+    let entry = NewAudit {
+        at: Timestamp::now(),
+        actor: &caller.name,
+        source: caller.source.as_deref(),
+        action,
+        target: Some(target),
+        detail,
+    };
+    if let Err(e) = state.store.record_audit(entry).await {
+        tracing::error!(error = %e, action, target, "cannot write the audit log");
+    }
+}
+
+/// Runs a job now, whatever its schedule (even when paused).
+#[utoipa::path(post, path = "/api/v1/jobs/{name}/trigger", tag = "jobs", security(("bearer" = [])), extensions(("x-required-role" = json!("operator"))),
+    params(("name" = String, Path, description = "the job's name")),
+    responses(
+        (status = 202, description = "the run, started", body = Object),
+        (status = 401, description = "no valid token", body = Problem),
+        (status = 403, description = "needs the operator role", body = Problem),
+        (status = 404, description = "no such job", body = Problem),
+    ))]
+async fn trigger_job(
+    caller: Caller,
+    State(state): Shared,
+    Path(name): Path<String>,
+) -> Result<(StatusCode, Json<Run>), ApiError> {
+    caller.require(Role::Operator)?;
+    let name = job_name(&name)?;
+    let run = state
+        .scheduler
+        .trigger(&name)
+        .await
+        .map_err(ApiError::scheduler)?;
+    audit(
+        &state,
+        &caller,
+        "job.trigger",
+        name.as_str(),
+        Some(serde_json::json!({ "run": run.id })),
+    )
+    .await;
+    Ok((StatusCode::ACCEPTED, Json(run)))
+}
+
+/// Why a job is paused.
+#[derive(Deserialize, ToSchema)]
+struct PauseBody {
+    /// Shown with the job until it is resumed.
+    reason: String,
+}
+
+/// Stops a job from firing until it is resumed; runs already going carry on.
+#[utoipa::path(post, path = "/api/v1/jobs/{name}/pause", tag = "jobs", security(("bearer" = [])), extensions(("x-required-role" = json!("operator"))),
+    params(("name" = String, Path, description = "the job's name")),
+    request_body = PauseBody,
+    responses(
+        (status = 200, description = "the job, paused", body = JobView),
+        (status = 400, description = "invalid body", body = Problem),
+        (status = 401, description = "no valid token", body = Problem),
+        (status = 403, description = "needs the operator role", body = Problem),
+        (status = 404, description = "no such job", body = Problem),
+    ))]
+async fn pause_job(
+    caller: Caller,
+    State(state): Shared,
+    Path(name): Path<String>,
+    body: Result<Json<PauseBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<JobView>, ApiError> {
+    caller.require(Role::Operator)?;
+    let Json(body) = body.map_err(|e| ApiError::invalid("reason", e.body_text()))?;
+    let reason = body.reason.trim();
+    if reason.is_empty() {
+        return Err(ApiError::invalid("reason", "a pause needs a reason"));
+    }
+    let name = job_name(&name)?;
+    let record = state
+        .scheduler
+        .pause(&name, reason)
+        .await
+        .map_err(ApiError::scheduler)?;
+    audit(
+        &state,
+        &caller,
+        "job.pause",
+        name.as_str(),
+        Some(serde_json::json!({ "reason": reason })),
+    )
+    .await;
+    Ok(Json(JobView::new(&record, None)))
+}
+
+/// Lifts a pause; the job fires again from its next instant.
+#[utoipa::path(post, path = "/api/v1/jobs/{name}/resume", tag = "jobs", security(("bearer" = [])), extensions(("x-required-role" = json!("operator"))),
+    params(("name" = String, Path, description = "the job's name")),
+    responses(
+        (status = 200, description = "the job, resumed", body = JobView),
+        (status = 401, description = "no valid token", body = Problem),
+        (status = 403, description = "needs the operator role", body = Problem),
+        (status = 404, description = "no such job", body = Problem),
+    ))]
+async fn resume_job(
+    caller: Caller,
+    State(state): Shared,
+    Path(name): Path<String>,
+) -> Result<Json<JobView>, ApiError> {
+    caller.require(Role::Operator)?;
+    let name = job_name(&name)?;
+    let record = state
+        .scheduler
+        .resume(&name)
+        .await
+        .map_err(ApiError::scheduler)?;
+    audit(&state, &caller, "job.resume", name.as_str(), None).await;
+    let next = state
+        .scheduler
+        .next_fires(&name, 1)
+        .and_then(|f| f.first().copied());
+    Ok(Json(JobView::new(&record, next)))
+}
+
+/// Which runs to list.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct RunQuery {
+    /// Only this job's runs.
+    job: Option<String>,
+    /// Only runs with this status: queued, running, succeeded, failed, timed_out, skipped,
+    /// missed, interrupted, abandoned.
+    status: Option<String>,
+    /// Only runs with this trigger: schedule, manual, retry, catch_up, chain.
+    trigger: Option<String>,
+    /// Only runs scheduled at or after this instant (RFC 3339).
+    since: Option<String>,
+    /// Only runs scheduled before this instant (RFC 3339).
+    until: Option<String>,
+    /// Only runs with ids below this one (the previous page's `next`).
+    before_id: Option<i64>,
+    /// At most this many (1-1000, default 100).
+    limit: Option<u32>,
+}
+
+/// A page of runs, newest first.
+#[derive(Serialize, ToSchema)]
+struct RunPage {
+    /// The runs.
+    #[schema(value_type = Vec<Object>)]
+    runs: Vec<Run>,
+    /// Pass as `before_id` for the next page; absent on the last page.
+    next: Option<i64>,
+}
+
+fn instant(field: &str, value: Option<&str>) -> Result<Option<Timestamp>, ApiError> {
+    value
+        .map(|v| {
+            v.parse::<Timestamp>().map_err(|e| {
+                ApiError::invalid(field, format!("{field} must be an RFC 3339 instant: {e}"))
+            })
+        })
+        .transpose()
+}
+
+/// Runs, newest first, filtered and paginated.
+#[utoipa::path(get, path = "/api/v1/runs", tag = "runs", params(RunQuery), security(("bearer" = [])), extensions(("x-required-role" = json!("viewer"))),
+    responses(
+        (status = 200, description = "a page of runs", body = RunPage),
+        (status = 400, description = "invalid parameter", body = Problem),
+        (status = 401, description = "no valid token", body = Problem),
+    ))]
+async fn list_runs(
+    caller: Caller,
+    State(state): Shared,
+    Query(query): Query<RunQuery>,
+) -> Result<Json<RunPage>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let limit = limit(query.limit)? as u32;
+    let filter = RunFilter {
+        job: query
+            .job
+            .as_deref()
+            .map(|j| JobName::new(j).map_err(|e| ApiError::invalid("job", e.to_string())))
+            .transpose()?,
+        status: query
+            .status
+            .as_deref()
+            .map(|s| RunStatus::from_str(s).map_err(|e| ApiError::invalid("status", e)))
+            .transpose()?,
+        trigger: query
+            .trigger
+            .as_deref()
+            .map(|t| Trigger::from_str(t).map_err(|e| ApiError::invalid("trigger", e)))
+            .transpose()?,
+        since: instant("since", query.since.as_deref())?,
+        until: instant("until", query.until.as_deref())?,
+        before_id: query.before_id.map(RunId),
+        limit: Some(limit + 1),
+    };
+    let mut runs = state
+        .store
+        .list_runs(&filter)
+        .await
+        .map_err(ApiError::store)?;
+    let next = if runs.len() > limit as usize {
+        runs.truncate(limit as usize);
+        runs.last().map(|r| r.id.0)
+    } else {
+        None
+    };
+    Ok(Json(RunPage { runs, next }))
+}
+
+/// One run, with its output.
+#[utoipa::path(get, path = "/api/v1/runs/{id}", tag = "runs", security(("bearer" = [])), extensions(("x-required-role" = json!("viewer"))),
+    params(("id" = i64, Path, description = "the run's id")),
+    responses(
+        (status = 200, description = "the run", body = Object),
+        (status = 401, description = "no valid token", body = Problem),
+        (status = 404, description = "no such run", body = Problem),
+    ))]
+async fn get_run(
+    caller: Caller,
+    State(state): Shared,
+    Path(id): Path<i64>,
+) -> Result<Json<Run>, ApiError> {
+    caller.require(Role::Viewer)?;
+    state
+        .store
+        .get_run(RunId(id))
+        .await
+        .map_err(ApiError::store)?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no run has id {id}")))
+}
+
+/// The scheduler's state.
+#[derive(Serialize, ToSchema)]
+struct SchedulerView {
+    /// This node's name.
+    node: String,
+    /// The daemon's version.
+    version: String,
+    /// When the daemon started.
+    started_at: String,
+    /// How many jobs are stored.
+    jobs: usize,
+    /// The next fires across all jobs, earliest first (at most 10).
+    next_fires: Vec<NextFire>,
+}
+
+/// A coming fire.
+#[derive(Serialize, ToSchema)]
+struct NextFire {
+    /// The job.
+    job: String,
+    /// When (RFC 3339, UTC).
+    at: String,
+}
+
+/// The scheduler: node, version, jobs and the next fires.
+#[utoipa::path(get, path = "/api/v1/scheduler", tag = "scheduler", security(("bearer" = [])), extensions(("x-required-role" = json!("viewer"))),
+    responses(
+        (status = 200, description = "the scheduler's state", body = SchedulerView),
+        (status = 401, description = "no valid token", body = Problem),
+    ))]
+async fn scheduler_state(
+    caller: Caller,
+    State(state): Shared,
+) -> Result<Json<SchedulerView>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let records = state.store.list_jobs().await.map_err(ApiError::store)?;
+    let mut next: Vec<(Timestamp, String)> = records
+        .iter()
+        .filter_map(|r| {
+            let at = state
+                .scheduler
+                .next_fires(&r.spec.name, 1)?
+                .first()
+                .copied()?;
+            Some((at, r.spec.name.to_string()))
+        })
+        .collect();
+    next.sort();
+    next.truncate(10);
+    Ok(Json(SchedulerView {
+        node: state.node.clone(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        started_at: state.started_at.to_string(),
+        jobs: records.len(),
+        next_fires: next
+            .into_iter()
+            .map(|(at, job)| NextFire {
+                job,
+                at: at.to_string(),
+            })
+            .collect(),
+    }))
+}
+
+/// Which audit entries to list.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct AuditQuery {
+    /// Only entries with ids below this one (the previous page's `next`).
+    before_id: Option<i64>,
+    /// At most this many (1-1000, default 100).
+    limit: Option<u32>,
+}
+
+/// A page of the audit log, newest first.
+#[derive(Serialize, ToSchema)]
+struct AuditPage {
+    /// The entries.
+    #[schema(value_type = Vec<Object>)]
+    entries: Vec<cronwarden::model::AuditEntry>,
+    /// Pass as `before_id` for the next page; absent on the last page.
+    next: Option<i64>,
+}
+
+/// Who changed what, when and from where. Admins only.
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditQuery), security(("bearer" = [])), extensions(("x-required-role" = json!("admin"))),
+    responses(
+        (status = 200, description = "a page of the audit log", body = AuditPage),
+        (status = 400, description = "invalid parameter", body = Problem),
+        (status = 401, description = "no valid token", body = Problem),
+        (status = 403, description = "needs the admin role", body = Problem),
+    ))]
+async fn list_audit(
+    caller: Caller,
+    State(state): Shared,
+    Query(query): Query<AuditQuery>,
+) -> Result<Json<AuditPage>, ApiError> {
+    caller.require(Role::Admin)?;
+    let limit = limit(query.limit)? as u32;
+    let mut entries = state
+        .store
+        .list_audit(query.before_id, limit + 1)
+        .await
+        .map_err(ApiError::store)?;
+    let next = if entries.len() > limit as usize {
+        entries.truncate(limit as usize);
+        entries.last().map(|e| e.id)
+    } else {
+        None
+    };
+    Ok(Json(AuditPage { entries, next }))
+}

@@ -1,0 +1,340 @@
+//! The HTTP API, served for real on a free port over a fresh store and driven with an HTTP
+//! client. The route table is taken from the OpenAPI document the router generates, never
+//! from a list kept by hand.
+
+use std::sync::Arc;
+
+use cronwarden::clock::SystemClock;
+use cronwarden::executor::{Executors, JobError, RustJobs};
+use cronwarden::model::{Action, JobName, JobSpec, Role, RunStatus, Trigger};
+use cronwarden::scheduler::{Scheduler, SchedulerConfig};
+use cronwarden::store::{SqliteStore, Store};
+use cronwarden_daemon::api::{self, hash_token};
+use jiff::Timestamp;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+struct App {
+    base: String,
+    doc: Value,
+    store: Arc<SqliteStore>,
+    scheduler: Scheduler,
+    client: reqwest::Client,
+}
+
+/// The token of each role: "<role>-secret-token-0123456789".
+fn token(role: Role) -> String {
+    format!("{role}-secret-token-0123456789")
+}
+
+async fn app() -> App {
+    let dir = std::env::temp_dir().join(format!(
+        "cronwarden-api-{}-{}",
+        std::process::id(),
+        Timestamp::now().as_nanosecond()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = Arc::new(
+        SqliteStore::open(dir.join("state.db").to_str().unwrap())
+            .await
+            .unwrap(),
+    );
+    for role in Role::ALL {
+        store
+            .create_token(
+                role.as_str(),
+                role,
+                &hash_token(&token(role)),
+                Timestamp::now(),
+            )
+            .await
+            .unwrap();
+    }
+    let rust = RustJobs::new().register("report", |_ctx| async {
+        Ok::<_, JobError>("reported".to_owned())
+    });
+    let scheduler = Scheduler::new(
+        store.clone(),
+        Arc::new(SystemClock),
+        Executors::new(rust),
+        SchedulerConfig::default(),
+    );
+    let job = JobSpec::new(
+        JobName::new("report").unwrap(),
+        Some("0 0 1 1 *"),
+        Action::Rust {
+            handler: "report".into(),
+        },
+    );
+    scheduler.upsert_job(job).await.unwrap();
+    scheduler.start();
+    let (router, doc) = api::router(api::AppState {
+        scheduler: scheduler.clone(),
+        store: store.clone(),
+        node: "test-node".into(),
+        started_at: Timestamp::now(),
+        openapi: Default::default(),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    App {
+        base,
+        doc: serde_json::to_value(doc).unwrap(),
+        store,
+        scheduler,
+        client: reqwest::Client::new(),
+    }
+}
+
+/// Every operation in the document: method, path with its parameters filled in, and the role
+/// it declares (`x-required-role`; `None` for open routes).
+fn operations(doc: &Value) -> Vec<(String, String, Option<Role>)> {
+    let mut ops = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let filled = path.replace("{name}", "report").replace("{id}", "1");
+            let role = op["x-required-role"]
+                .as_str()
+                .map(|r| r.parse::<Role>().unwrap());
+            ops.push((method.to_uppercase(), filled, role));
+        }
+    }
+    ops.sort();
+    ops
+}
+
+impl App {
+    async fn call(&self, method: &str, path: &str, token: Option<&str>) -> reqwest::Response {
+        let url = format!("{}{path}", self.base);
+        let mut request = self
+            .client
+            .request(method.parse().unwrap(), url)
+            .json(&json!({ "reason": "a test" }));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap()
+    }
+}
+
+#[tokio::test]
+async fn every_route_but_healthz_needs_a_valid_token() {
+    let app = app().await;
+    let ops = operations(&app.doc);
+    assert!(ops.len() >= 12, "the document lists the routes: {ops:?}");
+    for (method, path, role) in &ops {
+        let open = path == "/healthz";
+        assert_eq!(role.is_none(), open, "{method} {path} declares its role");
+        for token in [None, Some("not-a-token"), Some("Bearer")] {
+            let response = app.call(method, path, token).await;
+            if open {
+                assert_eq!(response.status(), StatusCode::OK, "{method} {path}");
+                continue;
+            }
+            assert_eq!(
+                response.status(),
+                StatusCode::UNAUTHORIZED,
+                "{method} {path} with {token:?}"
+            );
+            assert_eq!(
+                response.headers()["content-type"],
+                "application/problem+json"
+            );
+            let problem: Value = response.json().await.unwrap();
+            assert_eq!(problem["status"], 401);
+        }
+    }
+    // A revoked token stops working at once.
+    assert!(app
+        .store
+        .revoke_token("admin", Timestamp::now())
+        .await
+        .unwrap());
+    let response = app
+        .call("GET", "/api/v1/jobs", Some(&token(Role::Admin)))
+        .await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn each_role_reaches_exactly_the_routes_it_should() {
+    let app = app().await;
+    // Run 1 exists, so that `/runs/1` answers.
+    app.scheduler
+        .trigger(&JobName::new("report").unwrap())
+        .await
+        .unwrap();
+    for (method, path, needed) in operations(&app.doc) {
+        let Some(needed) = needed else { continue };
+        for role in Role::ALL {
+            let response = app.call(&method, &path, Some(&token(role))).await;
+            let status = response.status();
+            if role >= needed {
+                assert!(
+                    status.is_success(),
+                    "{role} on {method} {path}: {status} {}",
+                    response.text().await.unwrap()
+                );
+            } else {
+                assert_eq!(status, StatusCode::FORBIDDEN, "{role} on {method} {path}");
+                let problem: Value = response.json().await.unwrap();
+                assert!(
+                    problem["detail"]
+                        .as_str()
+                        .unwrap()
+                        .contains(needed.as_str()),
+                    "{problem}"
+                );
+            }
+        }
+        // Put the job back for the next route.
+        app.scheduler
+            .resume(&JobName::new("report").unwrap())
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn trigger_pause_and_resume_act_and_are_audited() {
+    let app = app().await;
+    let operator = token(Role::Operator);
+    let response = app
+        .call("POST", "/api/v1/jobs/report/trigger", Some(&operator))
+        .await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let run: Value = response.json().await.unwrap();
+    assert_eq!(run["trigger"], "manual");
+    let id = run["id"].as_i64().unwrap();
+    // The run finishes and shows up in the history.
+    let mut finished = None;
+    for _ in 0..500 {
+        let r: Value = app
+            .call("GET", &format!("/api/v1/runs/{id}"), Some(&operator))
+            .await
+            .json()
+            .await
+            .unwrap();
+        if r["status"] == "succeeded" {
+            finished = Some(r);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let finished = finished.unwrap_or_else(|| {
+        panic!(
+            "the triggered run did not finish: {:?}",
+            futures_util::FutureExt::now_or_never(app.store.get_run(cronwarden::model::RunId(id)))
+        )
+    });
+    assert_eq!(finished["output"], "reported");
+    let page: Value = app
+        .call(
+            "GET",
+            "/api/v1/runs?job=report&trigger=manual",
+            Some(&operator),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["runs"].as_array().unwrap().len(), 1);
+
+    let paused: Value = app
+        .call("POST", "/api/v1/jobs/report/pause", Some(&operator))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (paused["enabled"].clone(), paused["paused"].clone()),
+        (json!(false), json!("a test"))
+    );
+    let held = app.scheduler.job(&JobName::new("report").unwrap()).unwrap();
+    assert!(!held.enabled, "the scheduler stopped firing it");
+    let resumed: Value = app
+        .call("POST", "/api/v1/jobs/report/resume", Some(&operator))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(resumed["enabled"], true);
+    assert!(resumed["next_fire"].is_string());
+
+    let audit: Value = app
+        .call("GET", "/api/v1/audit", Some(&token(Role::Admin)))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let actions: Vec<(&str, &str, &str)> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap(),
+                e["actor"].as_str().unwrap(),
+                e["source"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("job.resume", "operator", "127.0.0.1"),
+            ("job.pause", "operator", "127.0.0.1"),
+            ("job.trigger", "operator", "127.0.0.1"),
+        ]
+    );
+    let stored = app.store.list_runs(&Default::default()).await.unwrap();
+    assert!(stored
+        .iter()
+        .any(|r| r.trigger == Trigger::Manual && r.status == RunStatus::Succeeded));
+}
+
+#[tokio::test]
+async fn bad_input_is_a_400_naming_the_field_and_unknown_names_a_404() {
+    let app = app().await;
+    let viewer = token(Role::Viewer);
+    for (path, field) in [
+        ("/api/v1/jobs?limit=0", "limit"),
+        ("/api/v1/runs?status=exploded", "status"),
+        ("/api/v1/runs?since=yesterday", "since"),
+        ("/api/v1/jobs/report/next?count=5000", "count"),
+        ("/api/v1/jobs/Not%20A%20Name", "name"),
+    ] {
+        let response = app.call("GET", path, Some(&viewer)).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{path}");
+        let problem: Value = response.json().await.unwrap();
+        assert_eq!(problem["field"], field, "{path}: {problem}");
+    }
+    let response = app.call("GET", "/api/v1/jobs/nobody", Some(&viewer)).await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let response = app.call("GET", "/api/v1/runs/999999", Some(&viewer)).await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    // A pause without a reason, or with a malformed body, is a 400, never a 500.
+    let operator = token(Role::Operator);
+    for body in ["", "{", "{\"reason\": \"  \"}", "[1,2]"] {
+        let response = app
+            .client
+            .post(format!("{}/api/v1/jobs/report/pause", app.base))
+            .bearer_auth(&operator)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "body {body:?}");
+        let problem: Value = response.json().await.unwrap();
+        assert_eq!(problem["field"], "reason");
+    }
+}
