@@ -303,3 +303,99 @@ action = { type = "command", argv = ["true"] }
     assert_eq!(signal_and_wait(&mut daemon, Signal::SIGTERM), Some(0));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The daemon's API address, read from its log line `cronwarden is running ... api=ADDR`.
+fn api_address(log: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let line = text.lines().find(|l| l.contains("cronwarden is running"))?;
+    let at = line.find("api=")? + 4;
+    Some(line[at..].split_whitespace().next()?.to_owned())
+}
+
+#[test]
+fn the_api_is_served_and_the_admin_token_bootstraps_access() {
+    let dir = temp_dir("api");
+    std::fs::write(
+        dir.join("cronwarden.toml"),
+        r#"
+[settings]
+database = "state.db"
+listen = "127.0.0.1:0"
+
+[[jobs]]
+name = "yearly"
+schedule = "0 0 1 1 *"
+action = { type = "command", argv = ["true"] }
+"#,
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.join("daemon.log")).unwrap();
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_cronwarden"))
+        .args(["serve", "--config", "cronwarden.toml"])
+        .current_dir(&dir)
+        .env("CRONWARDEN_ADMIN_TOKEN", "bootstrap-admin-token-0123456789")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut address = None;
+    wait_for(
+        Duration::from_secs(15),
+        "the API address in the log",
+        || {
+            address = api_address(&dir.join("daemon.log"));
+            address.is_some()
+        },
+    );
+    let base = format!("http://{}", address.unwrap());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let get = |path: &str, token: Option<&str>| {
+        let mut request = client.get(format!("{base}{path}"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        rt.block_on(async { request.send().await.unwrap().status().as_u16() })
+    };
+    assert_eq!(get("/healthz", None), 200);
+    assert_eq!(get("/api/v1/jobs", None), 401);
+    assert_eq!(
+        get("/api/v1/jobs", Some("bootstrap-admin-token-0123456789")),
+        200
+    );
+
+    // A token made with the CLI works at once, and stops working when revoked.
+    let out = cli(
+        &dir,
+        &[
+            "tokens", "create", "--name", "ci", "--role", "viewer", "--json",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let token = created["token"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("cw_") && token.len() == 67, "{token}");
+    assert_eq!(get("/api/v1/jobs/yearly", Some(&token)), 200);
+    assert_eq!(
+        get("/api/v1/audit", Some(&token)),
+        403,
+        "a viewer cannot read the audit log"
+    );
+    let listed = String::from_utf8(cli(&dir, &["tokens", "list"]).stdout).unwrap();
+    assert!(
+        listed.contains("ci") && listed.contains("viewer") && !listed.contains(&token),
+        "{listed}"
+    );
+    assert!(cli(&dir, &["tokens", "revoke", "ci"]).status.success());
+    assert_eq!(get("/api/v1/jobs/yearly", Some(&token)), 401);
+    // The token itself is never written to the log.
+    let log = std::fs::read_to_string(dir.join("daemon.log")).unwrap();
+    assert!(!log.contains(&token) && !log.contains("bootstrap-admin-token-0123456789"));
+
+    assert_eq!(signal_and_wait(&mut daemon, Signal::SIGTERM), Some(0));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
