@@ -59,14 +59,7 @@ async fn app() -> App {
         Executors::new(rust),
         SchedulerConfig::default(),
     );
-    let job = JobSpec::new(
-        JobName::new("report").unwrap(),
-        Some("0 0 1 1 *"),
-        Action::Rust {
-            handler: "report".into(),
-        },
-    );
-    scheduler.upsert_job(job).await.unwrap();
+    scheduler.upsert_job(report_job()).await.unwrap();
     scheduler.start();
     let (router, doc) = api::router(api::AppState {
         scheduler: scheduler.clone(),
@@ -94,6 +87,16 @@ async fn app() -> App {
     }
 }
 
+fn report_job() -> JobSpec {
+    JobSpec::new(
+        JobName::new("report").unwrap(),
+        Some("0 0 1 1 *"),
+        Action::Rust {
+            handler: "report".into(),
+        },
+    )
+}
+
 /// Every operation in the document: method, path with its parameters filled in, and the role
 /// it declares (`x-required-role`; `None` for open routes).
 fn operations(doc: &Value) -> Vec<(String, String, Option<Role>)> {
@@ -112,12 +115,26 @@ fn operations(doc: &Value) -> Vec<(String, String, Option<Role>)> {
 }
 
 impl App {
+    /// Calls a route with a body that suits it: a new job for `POST /jobs`, the job itself for
+    /// `PUT`, a change for `PATCH`, a reason for the rest.
     async fn call(&self, method: &str, path: &str, token: Option<&str>) -> reqwest::Response {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static MADE: AtomicU32 = AtomicU32::new(0);
+        let body = match (method, path) {
+            ("POST", "/api/v1/jobs") => json!({
+                "name": format!("made-{}", MADE.fetch_add(1, Ordering::Relaxed)),
+                "schedule": "0 0 1 1 *",
+                "action": { "type": "command", "argv": ["true"] },
+            }),
+            ("PUT", _) => serde_json::to_value(report_job()).unwrap(),
+            ("PATCH", _) => json!({ "description": "patched" }),
+            _ => json!({ "reason": "a test" }),
+        };
         let url = format!("{}{path}", self.base);
         let mut request = self
             .client
             .request(method.parse().unwrap(), url)
-            .json(&json!({ "reason": "a test" }));
+            .json(&body);
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -167,14 +184,22 @@ async fn every_route_but_healthz_needs_a_valid_token() {
 #[tokio::test]
 async fn each_role_reaches_exactly_the_routes_it_should() {
     let app = app().await;
-    // Run 1 exists, so that `/runs/1` answers.
-    app.scheduler
-        .trigger(&JobName::new("report").unwrap())
-        .await
-        .unwrap();
     for (method, path, needed) in operations(&app.doc) {
         let Some(needed) = needed else { continue };
         for role in Role::ALL {
+            // The job as it was (a DELETE or PATCH may have changed it).
+            app.scheduler.upsert_job(report_job()).await.unwrap();
+            app.scheduler
+                .resume(&JobName::new("report").unwrap())
+                .await
+                .unwrap();
+            // And a run of it, for `/runs/{id}`.
+            let run = app
+                .scheduler
+                .trigger(&JobName::new("report").unwrap())
+                .await
+                .unwrap();
+            let path = path.replace("/runs/1", &format!("/runs/{}", run.id));
             let response = app.call(&method, &path, Some(&token(role))).await;
             let status = response.status();
             if role >= needed {
@@ -195,11 +220,6 @@ async fn each_role_reaches_exactly_the_routes_it_should() {
                 );
             }
         }
-        // Put the job back for the next route.
-        app.scheduler
-            .resume(&JobName::new("report").unwrap())
-            .await
-            .unwrap();
     }
 }
 
@@ -337,4 +357,101 @@ async fn bad_input_is_a_400_naming_the_field_and_unknown_names_a_404() {
         let problem: Value = response.json().await.unwrap();
         assert_eq!(problem["field"], "reason");
     }
+}
+
+#[tokio::test]
+async fn jobs_are_created_changed_and_deleted_with_their_errors_named() {
+    let app = app().await;
+    let admin = token(Role::Admin);
+    let post = |body: Value| {
+        let request = app
+            .client
+            .post(format!("{}/api/v1/jobs", app.base))
+            .bearer_auth(&admin)
+            .json(&body);
+        async move { request.send().await.unwrap() }
+    };
+    let job = json!({
+        "name": "nightly",
+        "schedule": "30 2 * * *",
+        "time_zone": "Europe/Berlin",
+        "action": { "type": "command", "argv": ["true"] },
+    });
+    let response = post(job.clone()).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let created: Value = response.json().await.unwrap();
+    assert_eq!(created["version"], 1);
+    assert!(created["next_fire"].is_string());
+    assert_eq!(post(job.clone()).await.status(), StatusCode::CONFLICT);
+
+    // An invalid schedule: a 400 naming the field, with the engine's own message.
+    let mut bad = job.clone();
+    bad["name"] = json!("bad-schedule");
+    bad["schedule"] = json!("61 * * * *");
+    let response = post(bad).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["field"], "schedule");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("0-59"),
+        "{problem}"
+    );
+    for (body, field) in [
+        (
+            json!({ "name": "x", "schedule": "* * * * *", "action": { "type": "command", "argv": [] } }),
+            "action.argv",
+        ),
+        (
+            json!({ "name": "x", "schedule": "* * * * *", "time_zone": "Mars/Olympus", "action": { "type": "command", "argv": ["true"] } }),
+            "time_zone",
+        ),
+        (
+            json!({ "name": "x", "schedule": "* * * * *", "action": { "type": "command", "argv": ["true"] }, "timeout": "soon" }),
+            "timeout",
+        ),
+        (
+            json!({ "name": "Not A Slug", "schedule": "* * * * *", "action": { "type": "command", "argv": ["true"] } }),
+            "name",
+        ),
+    ] {
+        let response = post(body.clone()).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{body}");
+        let problem: Value = response.json().await.unwrap();
+        assert!(
+            problem["field"].as_str().unwrap().starts_with(field),
+            "{body}: {problem}"
+        );
+    }
+
+    // PATCH changes one field; the version moves and history is kept.
+    let response = app
+        .client
+        .patch(format!("{}/api/v1/jobs/nightly", app.base))
+        .bearer_auth(&admin)
+        .json(&json!({ "schedule": "45 3 * * *" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let changed: Value = response.json().await.unwrap();
+    assert_eq!(changed["version"], 2);
+    assert_eq!(changed["spec"]["schedule"], "45 3 * * *");
+    assert_eq!(changed["spec"]["time_zone"], "Europe/Berlin");
+
+    let response = app
+        .client
+        .delete(format!("{}/api/v1/jobs/nightly", app.base))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert!(app
+        .scheduler
+        .job(&JobName::new("nightly").unwrap())
+        .is_none());
+    let response = app
+        .call("DELETE", "/api/v1/jobs/nightly", Some(&admin))
+        .await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
 }

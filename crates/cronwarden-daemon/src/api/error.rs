@@ -54,6 +54,11 @@ impl ApiError {
         ApiError::new(StatusCode::NOT_FOUND, detail)
     }
 
+    /// 409.
+    pub fn conflict(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, detail)
+    }
+
     /// 400, naming the field.
     pub fn invalid(field: impl Into<String>, detail: impl Into<String>) -> ApiError {
         ApiError {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use cronwarden::model::{JobName, Role, Run, RunId, RunStatus, Trigger};
+use cronwarden::model::{JobName, JobSpec, Role, Run, RunId, RunStatus, Trigger};
 use cronwarden::store::{JobRecord, NewAudit, RunFilter, Store};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -26,8 +26,8 @@ pub(super) fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(openapi))
-        .routes(routes!(list_jobs))
-        .routes(routes!(get_job))
+        .routes(routes!(list_jobs, create_job))
+        .routes(routes!(get_job, put_job, patch_job, delete_job))
         .routes(routes!(next_fires))
         .routes(routes!(trigger_job))
         .routes(routes!(pause_job))
@@ -260,6 +260,198 @@ async fn get_job(
         .next_fires(&record.spec.name, 1)
         .and_then(|f| f.first().copied());
     Ok(Json(JobView::new(&record, next)))
+}
+
+/// A job definition from a request body: JSON in the stored form, checked as a whole. A 400
+/// names the field at fault.
+fn parse_spec(body: &[u8]) -> Result<JobSpec, ApiError> {
+    let spec: JobSpec = parse_json(body)?;
+    spec.validate()
+        .map_err(|e| ApiError::invalid(e.field.clone(), e.to_string()))?;
+    Ok(spec)
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { "body".to_owned() } else { path };
+        ApiError::invalid(field, format!("invalid job: {}", e.inner()))
+    })
+}
+
+/// RFC 7396 JSON merge patch: objects merge key by key, `null` removes, anything else
+/// replaces.
+fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Value) {
+    let serde_json::Value::Object(patch) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = serde_json::Value::Object(Default::default());
+    }
+    let target = target.as_object_mut().expect("made an object above");
+    for (key, value) in patch {
+        if value.is_null() {
+            target.remove(key);
+        } else {
+            merge_patch(
+                target.entry(key.clone()).or_insert(serde_json::Value::Null),
+                value,
+            );
+        }
+    }
+}
+
+async fn store_job(
+    state: &AppState,
+    caller: &Caller,
+    action: &str,
+    spec: JobSpec,
+) -> Result<JobView, ApiError> {
+    let detail = serde_json::to_value(&spec).ok();
+    let record = state
+        .scheduler
+        .upsert_job(spec)
+        .await
+        .map_err(ApiError::scheduler)?;
+    audit(state, caller, action, record.spec.name.as_str(), detail).await;
+    let next = state
+        .scheduler
+        .next_fires(&record.spec.name, 1)
+        .and_then(|f| f.first().copied());
+    Ok(JobView::new(&record, next))
+}
+
+/// Creates a job. The body is a job definition in JSON; see the `cronwarden.toml` format for
+/// the fields (durations as "30s", "5m").
+#[utoipa::path(post, path = "/api/v1/jobs", tag = "jobs", security(("bearer" = [])), extensions(("x-required-role" = json!("admin"))),
+    request_body(content = Object, description = "the job definition"),
+    responses(
+        (status = 201, description = "created", body = JobView),
+        (status = 400, description = "invalid definition; `field` names what is wrong", body = Problem),
+        (status = 401, description = "no valid token", body = Problem),
+        (status = 403, description = "needs the admin role", body = Problem),
+        (status = 409, description = "a job has that name", body = Problem),
+    ))]
+async fn create_job(
+    caller: Caller,
+    State(state): Shared,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<JobView>), ApiError> {
+    caller.require(Role::Admin)?;
+    let spec = parse_spec(&body)?;
+    if state
+        .store
+        .get_job(&spec.name)
+        .await
+        .map_err(ApiError::store)?
+        .is_some()
+    {
+        return Err(ApiError::conflict(format!(
+            "a job named {:?} exists; change it with PUT or PATCH /api/v1/jobs/{}",
+            spec.name.as_str(),
+            spec.name
+        )));
+    }
+    let view = store_job(&state, &caller, "job.create", spec).await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// Creates or replaces a job with this name. History is kept; a changed schedule takes effect
+/// from now.
+#[utoipa::path(put, path = "/api/v1/jobs/{name}", tag = "jobs", security(("bearer" = [])), extensions(("x-required-role" = json!("admin"))),
+    params(("name" = String, Path, description = "the job's name")),
+    request_body(content = Object, description = "the whole job definition"),
+    responses(
+        (status = 200, description = "stored", body = JobView),
+        (status = 400, description = "invalid definition; `field` names what is wrong", body = Problem),
+        (status = 401, description = "no valid token", body = Problem),
+        (status = 403, description = "needs the admin role", body = Problem),
+    ))]
+async fn put_job(
+    caller: Caller,
+    State(state): Shared,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<JobView>, ApiError> {
+    caller.require(Role::Admin)?;
+    let name = job_name(&name)?;
+    let spec = parse_spec(&body)?;
+    if spec.name != name {
+        return Err(ApiError::invalid(
+            "name",
+            format!(
+                "the body names {:?}, the path {:?}",
+                spec.name.as_str(),
+                name.as_str()
+            ),
+        ));
+    }
+    Ok(Json(store_job(&state, &caller, "job.replace", spec).await?))
+}
+
+/// Changes some fields of a job (a JSON merge patch, RFC 7396: `null` removes a field).
+#[utoipa::path(patch, path = "/api/v1/jobs/{name}", tag = "jobs", security(("bearer" = [])), extensions(("x-required-role" = json!("admin"))),
+    params(("name" = String, Path, description = "the job's name")),
+    request_body(content = Object, description = "the fields to change"),
+    responses(
+        (status = 200, description = "changed", body = JobView),
+        (status = 400, description = "invalid change; `field` names what is wrong", body = Problem),
+        (status = 401, description = "no valid token", body = Problem),
+        (status = 403, description = "needs the admin role", body = Problem),
+        (status = 404, description = "no such job", body = Problem),
+    ))]
+async fn patch_job(
+    caller: Caller,
+    State(state): Shared,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<JobView>, ApiError> {
+    caller.require(Role::Admin)?;
+    let record = job_record(&state, &name).await?;
+    let patch: serde_json::Value = parse_json(&body)?;
+    if !patch.is_object() {
+        return Err(ApiError::invalid("body", "a merge patch is a JSON object"));
+    }
+    let mut merged = serde_json::to_value(&record.spec).unwrap_or_default();
+    merge_patch(&mut merged, &patch);
+    let spec = parse_spec(merged.to_string().as_bytes())?;
+    if spec.name != record.spec.name {
+        return Err(ApiError::invalid(
+            "name",
+            "a job cannot be renamed; create a new one",
+        ));
+    }
+    Ok(Json(store_job(&state, &caller, "job.change", spec).await?))
+}
+
+/// Deletes a job and its history.
+#[utoipa::path(delete, path = "/api/v1/jobs/{name}", tag = "jobs", security(("bearer" = [])), extensions(("x-required-role" = json!("admin"))),
+    params(("name" = String, Path, description = "the job's name")),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 401, description = "no valid token", body = Problem),
+        (status = 403, description = "needs the admin role", body = Problem),
+        (status = 404, description = "no such job", body = Problem),
+    ))]
+async fn delete_job(
+    caller: Caller,
+    State(state): Shared,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Role::Admin)?;
+    let name = job_name(&name)?;
+    if !state
+        .scheduler
+        .delete_job(&name)
+        .await
+        .map_err(ApiError::scheduler)?
+    {
+        return Err(ApiError::not_found(format!("no job is named {name:?}")));
+    }
+    audit(&state, &caller, "job.delete", name.as_str(), None).await;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// How many fires to show.

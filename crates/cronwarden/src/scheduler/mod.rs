@@ -281,6 +281,16 @@ impl Scheduler {
         Ok(record)
     }
 
+    /// Deletes a job and its history, and takes it off the timetable; false if there was no
+    /// such job. Its runs in flight carry on, but their results are not kept.
+    pub async fn delete_job(&self, name: &JobName) -> Result<bool, SchedulerError> {
+        self.recovered().await;
+        let deleted = self.inner.store.delete_job(name).await?;
+        self.inner.take_off(name);
+        self.inner.wake.notify_one();
+        Ok(deleted)
+    }
+
     /// Pauses a job: it stops firing until [`Scheduler::resume`], whatever its definition says
     /// and across restarts. Runs already going carry on.
     pub async fn pause(&self, name: &JobName, reason: &str) -> Result<JobRecord, SchedulerError> {
@@ -421,29 +431,37 @@ impl Inner {
                 }
             }
         }
-        let mut jobs = self.jobs.lock().unwrap();
-        let gone: Vec<JobName> = jobs
+        let gone: Vec<JobName> = self
+            .jobs
+            .lock()
+            .unwrap()
             .keys()
             .filter(|name| !stored.contains(name))
             .cloned()
             .collect();
         for name in gone {
             tracing::info!(job = %name, "job deleted from the store; taken off the timetable");
-            if let Some(job) = jobs.remove(&name) {
-                let mut followers = self.followers.lock().unwrap();
-                for before in &job.spec.after {
-                    if let Some(set) = followers.get_mut(before) {
-                        set.remove(&name);
-                    }
-                }
-            }
+            self.take_off(&name);
             changed = true;
         }
-        drop(jobs);
         if changed {
             self.wake.notify_one();
         }
         Ok(())
+    }
+
+    /// Takes a job off the timetable. Its runs in flight carry on; fires claimed ahead are
+    /// recorded skipped at their instant.
+    fn take_off(&self, name: &JobName) {
+        let removed = self.jobs.lock().unwrap().remove(name);
+        if let Some(job) = removed {
+            let mut followers = self.followers.lock().unwrap();
+            for before in &job.spec.after {
+                if let Some(set) = followers.get_mut(before) {
+                    set.remove(name);
+                }
+            }
+        }
     }
 
     async fn take_run_requests(self: &Arc<Self>) {
