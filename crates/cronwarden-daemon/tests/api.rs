@@ -455,3 +455,76 @@ async fn jobs_are_created_changed_and_deleted_with_their_errors_named() {
         .await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_trigger_shows_up_as_live_events() {
+    use futures_util::StreamExt;
+
+    let app = app().await;
+    let response = app
+        .client
+        .get(format!("{}/api/v1/events", app.base))
+        .bearer_auth(token(Role::Viewer))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let mut stream = response.bytes_stream();
+    let run: Value = app
+        .call(
+            "POST",
+            "/api/v1/jobs/report/trigger",
+            Some(&token(Role::Operator)),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let paused = app
+        .call(
+            "POST",
+            "/api/v1/jobs/report/pause",
+            Some(&token(Role::Operator)),
+        )
+        .await;
+    assert_eq!(paused.status(), StatusCode::OK);
+    // Read events (name, data) until the three expected ones have come.
+    let mut text = String::new();
+    let mut seen: Vec<(String, Value)> = Vec::new();
+    let wanted = |seen: &[(String, Value)]| {
+        let has = |name: &str, check: &dyn Fn(&Value) -> bool| {
+            seen.iter().any(|(n, d)| n == name && check(d))
+        };
+        has("run.started", &|d| d["id"] == run["id"])
+            && has("run.finished", &|d| {
+                d["id"] == run["id"] && d["status"] == "succeeded"
+            })
+            && has("job.changed", &|d| {
+                d["job"] == "report" && d["change"] == "paused"
+            })
+    };
+    let give_up = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !wanted(&seen) {
+        let chunk = tokio::time::timeout_at(give_up, stream.next())
+            .await
+            .expect("the events within 10 s")
+            .unwrap()
+            .unwrap();
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+        while let Some(end) = text.find("\n\n") {
+            let block: String = text.drain(..end + 2).collect();
+            let name = block
+                .lines()
+                .find_map(|l| l.strip_prefix("event: "))
+                .unwrap_or_default()
+                .to_owned();
+            if let Some(data) = block.lines().find_map(|l| l.strip_prefix("data: ")) {
+                seen.push((name, serde_json::from_str(data).unwrap()));
+            }
+        }
+    }
+}

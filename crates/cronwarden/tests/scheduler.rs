@@ -306,6 +306,7 @@ async fn overlap_replace_cancels_the_running_one() {
         match h.event().await {
             SchedulerEvent::RunFinished(run) => seen.push(("finished", run)),
             SchedulerEvent::RunStarted(run) => seen.push(("started", run)),
+            SchedulerEvent::JobChanged { .. } => {}
         }
     }
     let interrupted = seen.iter().find(|(kind, _)| *kind == "finished").unwrap();

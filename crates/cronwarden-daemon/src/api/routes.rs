@@ -36,6 +36,7 @@ pub(super) fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(get_run))
         .routes(routes!(scheduler_state))
         .routes(routes!(list_audit))
+        .routes(routes!(events))
 }
 
 /// Liveness: the process answers. No token needed.
@@ -860,4 +861,50 @@ async fn list_audit(
         None
     };
     Ok(Json(AuditPage { entries, next }))
+}
+
+/// Live events as Server-Sent Events: `run.started`, `run.finished` (every final status:
+/// succeeded, failed, skipped, missed, ...), `job.changed` (created, changed, paused, resumed,
+/// deleted), and `lagged` when this client fell behind and missed some. Each event's data is
+/// JSON.
+#[utoipa::path(get, path = "/api/v1/events", tag = "events", security(("bearer" = [])), extensions(("x-required-role" = json!("viewer"))),
+    responses(
+        (status = 200, description = "an event stream", content_type = "text/event-stream", body = String),
+        (status = 401, description = "no valid token", body = Problem),
+    ))]
+async fn events(
+    caller: Caller,
+    State(state): Shared,
+) -> Result<
+    axum::response::sse::Sse<
+        impl futures_util::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
+    >,
+    ApiError,
+> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use cronwarden::scheduler::SchedulerEvent;
+    use tokio::sync::broadcast::error::RecvError;
+
+    caller.require(Role::Viewer)?;
+    let receiver = state.scheduler.subscribe();
+    let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        let event = match receiver.recv().await {
+            Ok(SchedulerEvent::RunStarted(run)) => {
+                Event::default().event("run.started").json_data(&run)
+            }
+            Ok(SchedulerEvent::RunFinished(run)) => {
+                Event::default().event("run.finished").json_data(&run)
+            }
+            Ok(SchedulerEvent::JobChanged { job, change }) => Event::default()
+                .event("job.changed")
+                .json_data(serde_json::json!({ "job": job, "change": change })),
+            Err(RecvError::Lagged(missed)) => Event::default()
+                .event("lagged")
+                .json_data(serde_json::json!({ "missed": missed })),
+            Err(RecvError::Closed) => return None,
+        };
+        let event = event.unwrap_or_else(|e| Event::default().event("error").data(e.to_string()));
+        Some((Ok(event), receiver))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }

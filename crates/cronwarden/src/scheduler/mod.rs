@@ -72,6 +72,30 @@ pub enum SchedulerEvent {
     RunStarted(Run),
     /// A run reached a final status (including `skipped` and `missed` records).
     RunFinished(Run),
+    /// A job was created, changed, paused, resumed or deleted (through this scheduler, or by
+    /// another process, noticed in the store).
+    JobChanged {
+        /// The job.
+        job: JobName,
+        /// What happened to it.
+        change: JobChange,
+    },
+}
+
+/// What happened to a job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobChange {
+    /// Stored for the first time.
+    Created,
+    /// Its definition changed.
+    Changed,
+    /// An operator paused it.
+    Paused,
+    /// An operator lifted its pause.
+    Resumed,
+    /// Deleted, with its history.
+    Deleted,
 }
 
 /// Why an API call on the scheduler failed.
@@ -278,6 +302,15 @@ impl Scheduler {
             .await?;
         self.inner.put_job(&record.effective_spec(), None)?;
         self.inner.wake.notify_one();
+        let change = if record.version == 1 && record.created_at == record.updated_at {
+            JobChange::Created
+        } else {
+            JobChange::Changed
+        };
+        self.inner.emit(SchedulerEvent::JobChanged {
+            job: record.spec.name.clone(),
+            change,
+        });
         Ok(record)
     }
 
@@ -288,6 +321,12 @@ impl Scheduler {
         let deleted = self.inner.store.delete_job(name).await?;
         self.inner.take_off(name);
         self.inner.wake.notify_one();
+        if deleted {
+            self.inner.emit(SchedulerEvent::JobChanged {
+                job: name.clone(),
+                change: JobChange::Deleted,
+            });
+        }
         Ok(deleted)
     }
 
@@ -317,6 +356,14 @@ impl Scheduler {
             .ok_or_else(|| SchedulerError::UnknownJob(name.to_string()))?;
         self.inner.put_job(&record.effective_spec(), None)?;
         self.inner.wake.notify_one();
+        self.inner.emit(SchedulerEvent::JobChanged {
+            job: name.clone(),
+            change: if reason.is_some() {
+                JobChange::Paused
+            } else {
+                JobChange::Resumed
+            },
+        });
         Ok(record)
     }
 
@@ -424,8 +471,20 @@ impl Inner {
                 continue;
             }
             tracing::info!(job = %record.spec.name, version = record.version, "job changed in the store; rescheduled");
+            let change = match held {
+                None => JobChange::Created,
+                Some(held) if held.enabled && !spec.enabled => JobChange::Paused,
+                Some(held) if !held.enabled && spec.enabled => JobChange::Resumed,
+                Some(_) => JobChange::Changed,
+            };
             match self.put_job(&spec, None) {
-                Ok(()) => changed = true,
+                Ok(()) => {
+                    changed = true;
+                    self.emit(SchedulerEvent::JobChanged {
+                        job: record.spec.name.clone(),
+                        change,
+                    });
+                }
                 Err(e) => {
                     tracing::error!(job = %record.spec.name, error = %e, "stored job is invalid; it will not fire")
                 }
@@ -443,6 +502,10 @@ impl Inner {
             tracing::info!(job = %name, "job deleted from the store; taken off the timetable");
             self.take_off(&name);
             changed = true;
+            self.emit(SchedulerEvent::JobChanged {
+                job: name,
+                change: JobChange::Deleted,
+            });
         }
         if changed {
             self.wake.notify_one();
