@@ -67,6 +67,7 @@ async fn app() -> App {
         node: "test-node".into(),
         started_at: Timestamp::now(),
         openapi: Default::default(),
+        metrics: api::metrics(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -527,4 +528,93 @@ async fn a_trigger_shows_up_as_live_events() {
             }
         }
     }
+}
+
+/// Checks the Prometheus text format line by line: `# HELP`/`# TYPE` comments, and samples
+/// `name{label="value",...} number`. Returns the samples.
+fn parse_exposition(text: &str) -> Vec<(String, f64)> {
+    let mut samples = Vec::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        if let Some(comment) = line.strip_prefix("# ") {
+            assert!(
+                comment.starts_with("HELP ") || comment.starts_with("TYPE "),
+                "{line}"
+            );
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').expect(line);
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("not a number: {line}"));
+        let name_end = series.find('{').unwrap_or(series.len());
+        let name = &series[..name_end];
+        assert!(
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "bad metric name: {line}"
+        );
+        if name_end < series.len() {
+            let labels = &series[name_end..];
+            assert!(labels.starts_with('{') && labels.ends_with('}'), "{line}");
+            for pair in labels[1..labels.len() - 1]
+                .split("\",")
+                .filter(|p| !p.is_empty())
+            {
+                let (key, value) = pair.split_once('=').expect(line);
+                assert!(
+                    key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                    "{line}"
+                );
+                assert!(value.starts_with('"'), "{line}");
+            }
+        }
+        samples.push((series.to_owned(), value));
+    }
+    samples
+}
+
+#[tokio::test]
+async fn metrics_parse_and_move_when_jobs_run() {
+    let app = app().await;
+    let viewer = token(Role::Viewer);
+    let scrape = || async {
+        let response = app.call("GET", "/metrics", Some(&viewer)).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        parse_exposition(&response.text().await.unwrap())
+    };
+    let count = |samples: &[(String, f64)], series: &str| {
+        samples
+            .iter()
+            .filter(|(s, _)| s == series)
+            .map(|(_, v)| *v)
+            .sum::<f64>()
+    };
+    let series = "cronwarden_runs_total{job=\"report\",status=\"succeeded\"}";
+    let before = count(&scrape().await, series);
+    for _ in 0..3 {
+        app.scheduler
+            .trigger(&JobName::new("report").unwrap())
+            .await
+            .unwrap();
+    }
+    let mut after = before;
+    for _ in 0..500 {
+        after = count(&scrape().await, series);
+        if after >= before + 3.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(after >= before + 3.0, "{before} -> {after}");
+    let samples = scrape().await;
+    assert!(count(&samples, "cronwarden_run_lateness_seconds_count") >= 3.0);
+    assert!(samples
+        .iter()
+        .any(|(s, _)| s.starts_with("cronwarden_run_duration_seconds_bucket{job=\"report\"")));
+    assert_eq!(
+        app.call("GET", "/metrics", None).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
 }

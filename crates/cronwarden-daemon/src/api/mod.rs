@@ -31,6 +31,59 @@ pub struct AppState {
     pub started_at: Timestamp,
     /// The API's own OpenAPI document, served to callers with a token.
     pub openapi: std::sync::OnceLock<OpenApi>,
+    /// Renders the metrics at `/metrics`.
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+}
+
+/// The process's Prometheus recorder, installed on first use: every metric the engine emits
+/// through the `metrics` facade from then on is kept and rendered at `/metrics`.
+pub fn metrics() -> metrics_exporter_prometheus::PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+        std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let seconds = [
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                60.0, 300.0, 900.0, 3600.0,
+            ];
+            let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+                .set_buckets(&seconds)
+                .expect("bucket bounds are given")
+                .install_recorder()
+                .expect("no other metrics recorder is installed in this process");
+            describe_metrics();
+            handle
+        })
+        .clone()
+}
+
+fn describe_metrics() {
+    use metrics::Unit;
+    metrics::describe_counter!(
+        "cronwarden_fires_claimed_total",
+        "Scheduled fires this node claimed (each fire is claimed once across nodes)"
+    );
+    metrics::describe_counter!(
+        "cronwarden_runs_total",
+        "Runs that reached a final status, by job and status (succeeded, failed, timed_out, skipped, missed, interrupted, abandoned)"
+    );
+    metrics::describe_counter!("cronwarden_retries_total", "Retry attempts claimed, by job");
+    metrics::describe_histogram!(
+        "cronwarden_run_duration_seconds",
+        Unit::Seconds,
+        "How long runs took, by job"
+    );
+    metrics::describe_histogram!(
+        "cronwarden_run_lateness_seconds",
+        Unit::Seconds,
+        "A run's start minus its scheduled instant"
+    );
+    metrics::describe_gauge!("cronwarden_runs_running", "Runs executing now");
+    metrics::describe_histogram!(
+        "cronwarden_store_seconds",
+        Unit::Seconds,
+        "Store operations' latency, by operation (claim, record)"
+    );
 }
 
 /// The API's routes and its OpenAPI document.

@@ -37,6 +37,7 @@ pub(super) fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(scheduler_state))
         .routes(routes!(list_audit))
         .routes(routes!(events))
+        .routes(routes!(prometheus))
 }
 
 /// Liveness: the process answers. No token needed.
@@ -907,4 +908,25 @@ async fn events(
         Some((Ok(event), receiver))
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// Metrics in the Prometheus text format: fires claimed, runs by job and status, run
+/// durations and lateness (histograms), retries, runs executing, store latency.
+#[utoipa::path(get, path = "/metrics", tag = "health", security(("bearer" = [])), extensions(("x-required-role" = json!("viewer"))),
+    responses(
+        (status = 200, description = "the metrics", content_type = "text/plain; version=0.0.4", body = String),
+        (status = 401, description = "no valid token", body = Problem),
+    ))]
+async fn prometheus(
+    caller: Caller,
+    State(state): Shared,
+) -> Result<impl axum::response::IntoResponse, ApiError> {
+    caller.require(Role::Viewer)?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        state.metrics.render(),
+    ))
 }

@@ -71,6 +71,8 @@ async fn run(config: Config) -> Result<(), CliError> {
             .map_err(|e| CliError(format!("cannot store job {}: {e}", job.name)))?;
     }
     let node = settings.node_name();
+    // Before anything runs, so that every metric is kept from the start.
+    let metrics = api::metrics();
     let scheduler = Scheduler::new(
         store.clone(),
         clock.clone(),
@@ -95,6 +97,7 @@ async fn run(config: Config) -> Result<(), CliError> {
         node: node.clone(),
         started_at: clock.now(),
         openapi: Default::default(),
+        metrics,
     });
     let stop_serving = CancellationToken::new();
     let server = tokio::spawn({

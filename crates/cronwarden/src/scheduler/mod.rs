@@ -712,8 +712,16 @@ impl Inner {
             claims.extend(plan.catch_up.iter().map(|at| claim(at, Trigger::CatchUp)));
             claims.extend(plan.on_time.iter().map(|at| claim(at, Trigger::Schedule)));
         }
-        let claimed = match self.store.claim_fires(&claims).await {
-            Ok(claimed) => claimed,
+        let timer = std::time::Instant::now();
+        let claimed = self.store.claim_fires(&claims).await;
+        metrics::histogram!("cronwarden_store_seconds", "op" => "claim")
+            .record(timer.elapsed().as_secs_f64());
+        let claimed = match claimed {
+            Ok(claimed) => {
+                let won = claimed.iter().filter(|c| c.is_some()).count();
+                metrics::counter!("cronwarden_fires_claimed_total").increment(won as u64);
+                claimed
+            }
             Err(e) => {
                 self.rewind(&claims);
                 return Err(e);
@@ -881,6 +889,13 @@ impl Inner {
         };
         match recorded {
             Ok(true) => {
+                let job = run.job.to_string();
+                if let Some(started) = run.started_at {
+                    metrics::histogram!("cronwarden_run_duration_seconds", "job" => job.clone())
+                        .record(finished_at.duration_since(started).as_secs_f64().max(0.0));
+                }
+                metrics::counter!("cronwarden_runs_total", "job" => job, "status" => status.as_str())
+                    .increment(1);
                 let mut done = run.clone();
                 done.status = status;
                 done.finished_at = Some(finished_at);

@@ -74,6 +74,13 @@ async fn write(store: &dyn Store, batch: &mut Vec<Record>) {
     if batch.is_empty() {
         return;
     }
+    let timer = std::time::Instant::now();
+    write_batch(store, batch).await;
+    metrics::histogram!("cronwarden_store_seconds", "op" => "record")
+        .record(timer.elapsed().as_secs_f64());
+}
+
+async fn write_batch(store: &dyn Store, batch: &mut Vec<Record>) {
     let finishing: HashSet<_> = batch
         .iter()
         .filter_map(|r| match r {

@@ -171,6 +171,13 @@ impl Inner {
         // run taken over meanwhile (its node presumed dead) still cannot record its result:
         // that needs the current fencing token.
         let started_at = self.clock.now();
+        metrics::histogram!("cronwarden_run_lateness_seconds").record(
+            started_at
+                .duration_since(run.scheduled_at)
+                .as_secs_f64()
+                .max(0.0),
+        );
+        metrics::gauge!("cronwarden_runs_running").increment(1.0);
         let start = StartRun {
             id: run.id,
             fencing_token: run.fencing_token,
@@ -260,6 +267,7 @@ impl Inner {
             }
         };
         drop(permit);
+        metrics::gauge!("cronwarden_runs_running").decrement(1.0);
         // Bookkeeping goes to the back of the queue: at a busy instant, runs waiting to start
         // come before the records of runs that are done.
         tokio::task::yield_now().await;
@@ -289,6 +297,7 @@ impl Inner {
             return;
         }
         let attempt = failed.attempt + 1;
+        metrics::counter!("cronwarden_retries_total", "job" => failed.job.to_string()).increment(1);
         let claim = ClaimFire {
             job: &failed.job,
             scheduled_at: failed.scheduled_at,
