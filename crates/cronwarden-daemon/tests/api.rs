@@ -147,7 +147,7 @@ impl App {
 async fn every_route_but_healthz_needs_a_valid_token() {
     let app = app().await;
     let ops = operations(&app.doc);
-    assert!(ops.len() >= 12, "the document lists the routes: {ops:?}");
+    assert!(ops.len() >= 20, "the document lists the routes: {ops:?}");
     for (method, path, role) in &ops {
         let open = path == "/healthz";
         assert_eq!(role.is_none(), open, "{method} {path} declares its role");
@@ -204,8 +204,10 @@ async fn each_role_reaches_exactly_the_routes_it_should() {
             let response = app.call(&method, &path, Some(&token(role))).await;
             let status = response.status();
             if role >= needed {
+                // Cancelling a run that has already finished is a conflict, not a refusal.
+                let finished_run = path.ends_with("/cancel") && status == StatusCode::CONFLICT;
                 assert!(
-                    status.is_success(),
+                    status.is_success() || finished_run,
                     "{role} on {method} {path}: {status} {}",
                     response.text().await.unwrap()
                 );

@@ -306,7 +306,7 @@ async fn overlap_replace_cancels_the_running_one() {
         match h.event().await {
             SchedulerEvent::RunFinished(run) => seen.push(("finished", run)),
             SchedulerEvent::RunStarted(run) => seen.push(("started", run)),
-            SchedulerEvent::JobChanged { .. } => {}
+            SchedulerEvent::JobChanged { .. } | SchedulerEvent::Firing { .. } => {}
         }
     }
     let interrupted = seen.iter().find(|(kind, _)| *kind == "finished").unwrap();
@@ -1260,4 +1260,61 @@ async fn a_run_triggered_during_start_up_is_not_taken_for_a_leftover() {
         );
         h.stop_letting_time_pass().await;
     }
+}
+
+#[tokio::test]
+async fn pausing_firing_stops_every_job_until_resumed() {
+    let mut h = Harness::new(
+        vec![
+            rust_job("a", Some("* * * * *")),
+            rust_job("b", Some("*/2 * * * *")),
+        ],
+        RustJobs::new()
+            .register("a", |_ctx| async { Ok::<_, JobError>(String::new()) })
+            .register("b", |_ctx| async { Ok::<_, JobError>(String::new()) }),
+    )
+    .await;
+    h.scheduler.pause_firing();
+    assert!(h.scheduler.firing_paused());
+    // Nothing is on the loop's timetable while paused: move the clock directly.
+    eventually(|| async { h.clock.sleepers() == 0 }).await;
+    h.clock.advance(secs(300));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(h.runs("a").await.is_empty() && h.runs("b").await.is_empty());
+    // A trigger still runs.
+    h.scheduler
+        .trigger(&JobName::new("a").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(h.finished().await.trigger, Trigger::Manual);
+    h.scheduler.resume_firing();
+    h.advance(secs(60)).await;
+    let run = h.finished().await;
+    assert_eq!(
+        (run.trigger, run.scheduled_at),
+        (Trigger::Schedule, ts("2026-01-01T00:06:00Z")),
+        "the fires due while paused were not caught up"
+    );
+    h.stop_letting_time_pass().await;
+}
+
+#[tokio::test]
+async fn a_running_run_can_be_cancelled() {
+    let gate = Arc::new(Semaphore::new(0));
+    let mut h = Harness::new(
+        vec![rust_job("long", Some("* * * * *"))],
+        gated("long", gate),
+    )
+    .await;
+    h.advance(secs(60)).await;
+    let run = h.started().await;
+    assert_eq!(h.scheduler.load(), (1, 0));
+    assert!(h.scheduler.cancel_run(run.id));
+    let finished = h.finished().await;
+    assert_eq!(
+        (finished.id, finished.status),
+        (run.id, RunStatus::Interrupted)
+    );
+    assert!(!h.scheduler.cancel_run(run.id), "not running any more");
+    h.stop_letting_time_pass().await;
 }

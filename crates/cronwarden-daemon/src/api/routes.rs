@@ -32,9 +32,14 @@ pub(super) fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(trigger_job))
         .routes(routes!(pause_job))
         .routes(routes!(resume_job))
+        .routes(routes!(job_runs))
+        .routes(routes!(job_stats))
         .routes(routes!(list_runs))
         .routes(routes!(get_run))
+        .routes(routes!(cancel_run))
         .routes(routes!(scheduler_state))
+        .routes(routes!(pause_scheduler))
+        .routes(routes!(resume_scheduler))
         .routes(routes!(list_audit))
         .routes(routes!(events))
         .routes(routes!(prometheus))
@@ -692,6 +697,161 @@ async fn list_runs(
     Query(query): Query<RunQuery>,
 ) -> Result<Json<RunPage>, ApiError> {
     caller.require(Role::Viewer)?;
+    run_page(&state, query).await.map(Json)
+}
+
+/// A job's runs, newest first, filtered and paginated like `/api/v1/runs`.
+#[utoipa::path(get, path = "/api/v1/jobs/{name}/runs", tag = "jobs", security(("bearer" = [])), extensions(("x-required-role" = json!("viewer"))),
+    params(("name" = String, Path, description = "the job's name"), RunQuery),
+    responses(
+        (status = 200, description = "a page of the job's runs", body = RunPage),
+        (status = 400, description = "invalid parameter", body = Problem),
+        (status = 401, description = "no valid token", body = Problem),
+        (status = 404, description = "no such job", body = Problem),
+    ))]
+async fn job_runs(
+    caller: Caller,
+    State(state): Shared,
+    Path(name): Path<String>,
+    Query(mut query): Query<RunQuery>,
+) -> Result<Json<RunPage>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let record = job_record(&state, &name).await?;
+    query.job = Some(record.spec.name.to_string());
+    run_page(&state, query).await.map(Json)
+}
+
+/// A job's statistics over its kept history.
+#[derive(Serialize, ToSchema)]
+struct StatsView {
+    /// The job.
+    job: String,
+    /// Runs with a final status.
+    runs: u64,
+    /// Runs that succeeded.
+    succeeded: u64,
+    /// Runs that failed, timed out, were interrupted or abandoned.
+    failed: u64,
+    /// Succeeded over succeeded plus failed; absent before any.
+    success_rate: Option<f64>,
+    /// Failures since the last success.
+    consecutive_failures: u64,
+    /// Median duration, in seconds.
+    duration_p50_seconds: Option<f64>,
+    /// 95th percentile duration, in seconds.
+    duration_p95_seconds: Option<f64>,
+    /// Longest duration, in seconds.
+    duration_max_seconds: Option<f64>,
+    /// When the last success finished.
+    last_success: Option<String>,
+    /// When the last failure finished.
+    last_failure: Option<String>,
+}
+
+/// A job's statistics: runs, success rate, consecutive failures, duration p50/p95/max, last
+/// success and failure.
+#[utoipa::path(get, path = "/api/v1/jobs/{name}/stats", tag = "jobs", security(("bearer" = [])), extensions(("x-required-role" = json!("viewer"))),
+    params(("name" = String, Path, description = "the job's name")),
+    responses(
+        (status = 200, description = "the statistics", body = StatsView),
+        (status = 401, description = "no valid token", body = Problem),
+        (status = 404, description = "no such job", body = Problem),
+    ))]
+async fn job_stats(
+    caller: Caller,
+    State(state): Shared,
+    Path(name): Path<String>,
+) -> Result<Json<StatsView>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let record = job_record(&state, &name).await?;
+    let s = state
+        .store
+        .job_stats(&record.spec.name)
+        .await
+        .map_err(ApiError::store)?;
+    let seconds = |d: Option<jiff::SignedDuration>| d.map(|d| d.as_secs_f64());
+    Ok(Json(StatsView {
+        job: record.spec.name.to_string(),
+        runs: s.runs,
+        succeeded: s.succeeded,
+        failed: s.failed,
+        success_rate: s.success_rate(),
+        consecutive_failures: s.consecutive_failures,
+        duration_p50_seconds: seconds(s.duration_p50),
+        duration_p95_seconds: seconds(s.duration_p95),
+        duration_max_seconds: seconds(s.duration_max),
+        last_success: s.last_success.map(|t| t.to_string()),
+        last_failure: s.last_failure.map(|t| t.to_string()),
+    }))
+}
+
+/// Cancels a run that is going; it is recorded `interrupted`.
+#[utoipa::path(post, path = "/api/v1/runs/{id}/cancel", tag = "runs", security(("bearer" = [])), extensions(("x-required-role" = json!("operator"))),
+    params(("id" = i64, Path, description = "the run's id")),
+    responses(
+        (status = 202, description = "cancellation asked for; the run records `interrupted` when it has stopped"),
+        (status = 401, description = "no valid token", body = Problem),
+        (status = 403, description = "needs the operator role", body = Problem),
+        (status = 404, description = "no such run", body = Problem),
+        (status = 409, description = "the run is not going", body = Problem),
+    ))]
+async fn cancel_run(
+    caller: Caller,
+    State(state): Shared,
+    Path(id): Path<i64>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Role::Operator)?;
+    let run = state
+        .store
+        .get_run(RunId(id))
+        .await
+        .map_err(ApiError::store)?
+        .ok_or_else(|| ApiError::not_found(format!("no run has id {id}")))?;
+    if !state.scheduler.cancel_run(run.id) {
+        return Err(ApiError::conflict(format!(
+            "run {id} is not going on this node (it is {})",
+            run.status
+        )));
+    }
+    audit(&state, &caller, "run.cancel", &id.to_string(), None).await;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// Stops all firing without a restart; runs going carry on, triggers still run.
+#[utoipa::path(post, path = "/api/v1/scheduler/pause", tag = "scheduler", security(("bearer" = [])), extensions(("x-required-role" = json!("operator"))),
+    responses(
+        (status = 200, description = "paused", body = SchedulerView),
+        (status = 401, description = "no valid token", body = Problem),
+        (status = 403, description = "needs the operator role", body = Problem),
+    ))]
+async fn pause_scheduler(
+    caller: Caller,
+    State(state): Shared,
+) -> Result<Json<SchedulerView>, ApiError> {
+    caller.require(Role::Operator)?;
+    state.scheduler.pause_firing();
+    audit(&state, &caller, "scheduler.pause", &state.node, None).await;
+    scheduler_view(&state).await.map(Json)
+}
+
+/// Fires again from now on (fires due while paused are not caught up).
+#[utoipa::path(post, path = "/api/v1/scheduler/resume", tag = "scheduler", security(("bearer" = [])), extensions(("x-required-role" = json!("operator"))),
+    responses(
+        (status = 200, description = "resumed", body = SchedulerView),
+        (status = 401, description = "no valid token", body = Problem),
+        (status = 403, description = "needs the operator role", body = Problem),
+    ))]
+async fn resume_scheduler(
+    caller: Caller,
+    State(state): Shared,
+) -> Result<Json<SchedulerView>, ApiError> {
+    caller.require(Role::Operator)?;
+    state.scheduler.resume_firing();
+    audit(&state, &caller, "scheduler.resume", &state.node, None).await;
+    scheduler_view(&state).await.map(Json)
+}
+
+async fn run_page(state: &AppState, query: RunQuery) -> Result<RunPage, ApiError> {
     let limit = limit(query.limit)? as u32;
     let filter = RunFilter {
         job: query
@@ -725,7 +885,7 @@ async fn list_runs(
     } else {
         None
     };
-    Ok(Json(RunPage { runs, next }))
+    Ok(RunPage { runs, next })
 }
 
 /// One run, with its output.
@@ -758,6 +918,12 @@ struct SchedulerView {
     node: String,
     /// The daemon's version.
     version: String,
+    /// `running`, or `paused` (no fires until resumed).
+    state: String,
+    /// Runs executing now.
+    running: usize,
+    /// Runs waiting for the run before them (`overlap = queue`).
+    queued: usize,
     /// When the daemon started.
     started_at: String,
     /// How many jobs are stored.
@@ -786,6 +952,10 @@ async fn scheduler_state(
     State(state): Shared,
 ) -> Result<Json<SchedulerView>, ApiError> {
     caller.require(Role::Viewer)?;
+    scheduler_view(&state).await.map(Json)
+}
+
+async fn scheduler_view(state: &AppState) -> Result<SchedulerView, ApiError> {
     let records = state.store.list_jobs().await.map_err(ApiError::store)?;
     let mut next: Vec<(Timestamp, String)> = records
         .iter()
@@ -800,11 +970,20 @@ async fn scheduler_state(
         .collect();
     next.sort();
     next.truncate(10);
-    Ok(Json(SchedulerView {
+    let (running, queued) = state.scheduler.load();
+    Ok(SchedulerView {
         node: state.node.clone(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
+        state: if state.scheduler.firing_paused() {
+            "paused"
+        } else {
+            "running"
+        }
+        .to_owned(),
         started_at: state.started_at.to_string(),
         jobs: records.len(),
+        running,
+        queued,
         next_fires: next
             .into_iter()
             .map(|(at, job)| NextFire {
@@ -812,7 +991,7 @@ async fn scheduler_state(
                 at: at.to_string(),
             })
             .collect(),
-    }))
+    })
 }
 
 /// Which audit entries to list.
@@ -896,6 +1075,13 @@ async fn events(
             Ok(SchedulerEvent::RunFinished(run)) => {
                 Event::default().event("run.finished").json_data(&run)
             }
+            Ok(SchedulerEvent::Firing { paused }) => Event::default()
+                .event(if paused {
+                    "scheduler.paused"
+                } else {
+                    "scheduler.resumed"
+                })
+                .json_data(serde_json::json!({ "paused": paused })),
             Ok(SchedulerEvent::JobChanged { job, change }) => Event::default()
                 .event("job.changed")
                 .json_data(serde_json::json!({ "job": job, "change": change })),

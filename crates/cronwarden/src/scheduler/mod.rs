@@ -72,6 +72,11 @@ pub enum SchedulerEvent {
     RunStarted(Run),
     /// A run reached a final status (including `skipped` and `missed` records).
     RunFinished(Run),
+    /// Firing was paused or resumed for the whole scheduler.
+    Firing {
+        /// True when paused.
+        paused: bool,
+    },
     /// A job was created, changed, paused, resumed or deleted (through this scheduler, or by
     /// another process, noticed in the store).
     JobChanged {
@@ -182,6 +187,8 @@ pub(crate) struct Inner {
     tasks: TaskTracker,
     permits: Arc<Semaphore>,
     events: broadcast::Sender<SchedulerEvent>,
+    /// Set while all firing is paused ([`Scheduler::pause_firing`]).
+    firing_paused: std::sync::atomic::AtomicBool,
     /// Whether anyone ever subscribed to the events: a lock-free check, so that events nobody
     /// listens to are not built (the channel's own count takes a lock both cores contend for).
     subscribed: std::sync::atomic::AtomicBool,
@@ -225,6 +232,7 @@ impl Scheduler {
                 tasks: TaskTracker::new(),
                 events,
                 subscribed: false.into(),
+                firing_paused: false.into(),
                 recorder: OnceLock::new(),
                 recorder_task: Mutex::new(None),
                 stop_recorder: CancellationToken::new(),
@@ -380,6 +388,68 @@ impl Scheduler {
             let mut recovered = self.inner.recovered.subscribe();
             let _ = recovered.wait_for(|done| *done).await;
         }
+    }
+
+    /// Stops all firing, without a restart: no fire is claimed until [`Scheduler::resume_firing`].
+    /// Runs already going carry on; triggered runs still run. Not persisted: a restart fires
+    /// again.
+    pub fn pause_firing(&self) {
+        if !self
+            .inner
+            .firing_paused
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            tracing::info!("firing paused");
+            self.inner.wake.notify_one();
+            self.inner.emit(SchedulerEvent::Firing { paused: true });
+        }
+    }
+
+    /// Fires again after [`Scheduler::pause_firing`], from now on: fires that fell due while
+    /// paused are not caught up (as for a job that is resumed).
+    pub fn resume_firing(&self) {
+        if self
+            .inner
+            .firing_paused
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            let now = self.inner.clock.now();
+            for job in self.inner.jobs.lock().unwrap().values_mut() {
+                job.next_fire = job.schedule.as_ref().and_then(|s| s.next_after(now));
+            }
+            tracing::info!("firing resumed");
+            self.inner.wake.notify_one();
+            self.inner.emit(SchedulerEvent::Firing { paused: false });
+        }
+    }
+
+    /// Whether firing is paused.
+    pub fn firing_paused(&self) -> bool {
+        self.inner
+            .firing_paused
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Cancels a run that is executing (or waiting for a permit); it is recorded
+    /// `interrupted`. False if no such run is going on this scheduler.
+    pub fn cancel_run(&self, id: RunId) -> bool {
+        let jobs = self.inner.jobs.lock().unwrap();
+        for job in jobs.values() {
+            if let Some(token) = job.running.get(&id) {
+                token.cancel();
+                return true;
+            }
+        }
+        false
+    }
+
+    /// How many runs are executing, and how many wait for the run before them
+    /// (`overlap = queue`).
+    pub fn load(&self) -> (usize, usize) {
+        let jobs = self.inner.jobs.lock().unwrap();
+        let running = jobs.values().map(|j| j.running.len()).sum();
+        let waiting = jobs.values().filter(|j| j.waiting.is_some()).count();
+        (running, waiting)
     }
 
     /// The definition of a job as the scheduler holds it now.
@@ -644,7 +714,8 @@ impl Inner {
         let mut retry_at: Option<Timestamp> = None;
         loop {
             let now = self.clock.now();
-            if retry_at.is_none_or(|at| at <= now) {
+            let paused = self.firing_paused.load(std::sync::atomic::Ordering::SeqCst);
+            if !paused && retry_at.is_none_or(|at| at <= now) {
                 retry_at = None;
                 let due = self.take_due(now + self.config.claim_ahead);
                 if !due.is_empty() {
@@ -663,6 +734,8 @@ impl Inner {
                 .min()
                 .map(|at| at - self.config.claim_ahead);
             let wake_at = match (earliest, retry_at) {
+                // Paused: nothing to wake for until resumed (which wakes the loop).
+                _ if paused => None,
                 (Some(a), Some(b)) => Some(a.max(b)),
                 (a, b) => a.or(b),
             };
