@@ -4,7 +4,7 @@
 use std::str::FromStr;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use cronwarden::model::{JobName, JobSpec, Role, Run, RunId, RunStatus, Trigger};
@@ -16,7 +16,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::Caller;
-use super::error::{ApiError, Problem};
+use super::error::{ApiError, Path, Problem, Query};
 use super::AppState;
 
 type Shared = State<Arc<AppState>>;
@@ -63,7 +63,7 @@ struct Health {
 #[utoipa::path(get, path = "/readyz", tag = "health", security(("bearer" = [])), extensions(("x-required-role" = json!("viewer"))),
     responses(
         (status = 200, description = "ready", body = Readiness),
-        (status = 401, description = "no valid token", body = Problem),
+        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "not ready", body = Readiness),
     ))]
 async fn readyz(caller: Caller, State(state): Shared) -> (StatusCode, Json<Readiness>) {
@@ -104,7 +104,7 @@ struct Readiness {
 #[utoipa::path(get, path = "/api/v1/openapi.json", tag = "meta", security(("bearer" = [])), extensions(("x-required-role" = json!("viewer"))),
     responses(
         (status = 200, description = "the document", body = Object),
-        (status = 401, description = "no valid token", body = Problem),
+        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn openapi(caller: Caller, State(state): Shared) -> Json<serde_json::Value> {
     let _ = caller;
@@ -192,8 +192,8 @@ fn job_name(name: &str) -> Result<JobName, ApiError> {
 #[utoipa::path(get, path = "/api/v1/jobs", tag = "jobs", params(JobQuery), security(("bearer" = [])), extensions(("x-required-role" = json!("viewer"))),
     responses(
         (status = 200, description = "a page of jobs", body = JobPage),
-        (status = 400, description = "invalid parameter", body = Problem),
-        (status = 401, description = "no valid token", body = Problem),
+        (status = 400, description = "invalid parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn list_jobs(
     caller: Caller,
@@ -251,9 +251,10 @@ async fn job_record(state: &AppState, name: &str) -> Result<JobRecord, ApiError>
 #[utoipa::path(get, path = "/api/v1/jobs/{name}", tag = "jobs", security(("bearer" = [])), extensions(("x-required-role" = json!("viewer"))),
     params(("name" = String, Path, description = "the job's name")),
     responses(
+        (status = 400, description = "invalid parameter", body = Problem, content_type = "application/problem+json"),
         (status = 200, description = "the job", body = JobView),
-        (status = 401, description = "no valid token", body = Problem),
-        (status = 404, description = "no such job", body = Problem),
+        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such job", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn get_job(
     caller: Caller,
@@ -336,10 +337,10 @@ async fn store_job(
     request_body(content = Object, description = "the job definition"),
     responses(
         (status = 201, description = "created", body = JobView),
-        (status = 400, description = "invalid definition; `field` names what is wrong", body = Problem),
-        (status = 401, description = "no valid token", body = Problem),
-        (status = 403, description = "needs the admin role", body = Problem),
-        (status = 409, description = "a job has that name", body = Problem),
+        (status = 400, description = "invalid definition; `field` names what is wrong", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "needs the admin role", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "a job has that name", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn create_job(
     caller: Caller,
@@ -372,9 +373,9 @@ async fn create_job(
     request_body(content = Object, description = "the whole job definition"),
     responses(
         (status = 200, description = "stored", body = JobView),
-        (status = 400, description = "invalid definition; `field` names what is wrong", body = Problem),
-        (status = 401, description = "no valid token", body = Problem),
-        (status = 403, description = "needs the admin role", body = Problem),
+        (status = 400, description = "invalid definition; `field` names what is wrong", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "needs the admin role", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn put_job(
     caller: Caller,
@@ -404,10 +405,10 @@ async fn put_job(
     request_body(content = Object, description = "the fields to change"),
     responses(
         (status = 200, description = "changed", body = JobView),
-        (status = 400, description = "invalid change; `field` names what is wrong", body = Problem),
-        (status = 401, description = "no valid token", body = Problem),
-        (status = 403, description = "needs the admin role", body = Problem),
-        (status = 404, description = "no such job", body = Problem),
+        (status = 400, description = "invalid change; `field` names what is wrong", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "needs the admin role", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such job", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn patch_job(
     caller: Caller,
@@ -437,10 +438,11 @@ async fn patch_job(
 #[utoipa::path(delete, path = "/api/v1/jobs/{name}", tag = "jobs", security(("bearer" = [])), extensions(("x-required-role" = json!("admin"))),
     params(("name" = String, Path, description = "the job's name")),
     responses(
+        (status = 400, description = "invalid parameter", body = Problem, content_type = "application/problem+json"),
         (status = 204, description = "deleted"),
-        (status = 401, description = "no valid token", body = Problem),
-        (status = 403, description = "needs the admin role", body = Problem),
-        (status = 404, description = "no such job", body = Problem),
+        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "needs the admin role", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such job", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn delete_job(
     caller: Caller,
@@ -483,9 +485,9 @@ struct NextFires {
     params(("name" = String, Path, description = "the job's name"), NextQuery),
     responses(
         (status = 200, description = "the next fires", body = NextFires),
-        (status = 400, description = "invalid parameter", body = Problem),
-        (status = 401, description = "no valid token", body = Problem),
-        (status = 404, description = "no such job", body = Problem),
+        (status = 400, description = "invalid parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such job", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn next_fires(
     caller: Caller,
@@ -539,10 +541,11 @@ async fn audit(
 #[utoipa::path(post, path = "/api/v1/jobs/{name}/trigger", tag = "jobs", security(("bearer" = [])), extensions(("x-required-role" = json!("operator"))),
     params(("name" = String, Path, description = "the job's name")),
     responses(
+        (status = 400, description = "invalid parameter", body = Problem, content_type = "application/problem+json"),
         (status = 202, description = "the run, started", body = Object),
-        (status = 401, description = "no valid token", body = Problem),
-        (status = 403, description = "needs the operator role", body = Problem),
-        (status = 404, description = "no such job", body = Problem),
+        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "needs the operator role", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such job", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn trigger_job(
     caller: Caller,
@@ -580,10 +583,10 @@ struct PauseBody {
     request_body = PauseBody,
     responses(
         (status = 200, description = "the job, paused", body = JobView),
-        (status = 400, description = "invalid body", body = Problem),
-        (status = 401, description = "no valid token", body = Problem),
-        (status = 403, description = "needs the operator role", body = Problem),
-        (status = 404, description = "no such job", body = Problem),
+        (status = 400, description = "invalid body", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "needs the operator role", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such job", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn pause_job(
     caller: Caller,
@@ -618,10 +621,11 @@ async fn pause_job(
 #[utoipa::path(post, path = "/api/v1/jobs/{name}/resume", tag = "jobs", security(("bearer" = [])), extensions(("x-required-role" = json!("operator"))),
     params(("name" = String, Path, description = "the job's name")),
     responses(
+        (status = 400, description = "invalid parameter", body = Problem, content_type = "application/problem+json"),
         (status = 200, description = "the job, resumed", body = JobView),
-        (status = 401, description = "no valid token", body = Problem),
-        (status = 403, description = "needs the operator role", body = Problem),
-        (status = 404, description = "no such job", body = Problem),
+        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "needs the operator role", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such job", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn resume_job(
     caller: Caller,
@@ -688,8 +692,8 @@ fn instant(field: &str, value: Option<&str>) -> Result<Option<Timestamp>, ApiErr
 #[utoipa::path(get, path = "/api/v1/runs", tag = "runs", params(RunQuery), security(("bearer" = [])), extensions(("x-required-role" = json!("viewer"))),
     responses(
         (status = 200, description = "a page of runs", body = RunPage),
-        (status = 400, description = "invalid parameter", body = Problem),
-        (status = 401, description = "no valid token", body = Problem),
+        (status = 400, description = "invalid parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn list_runs(
     caller: Caller,
@@ -705,9 +709,9 @@ async fn list_runs(
     params(("name" = String, Path, description = "the job's name"), RunQuery),
     responses(
         (status = 200, description = "a page of the job's runs", body = RunPage),
-        (status = 400, description = "invalid parameter", body = Problem),
-        (status = 401, description = "no valid token", body = Problem),
-        (status = 404, description = "no such job", body = Problem),
+        (status = 400, description = "invalid parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such job", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn job_runs(
     caller: Caller,
@@ -753,9 +757,10 @@ struct StatsView {
 #[utoipa::path(get, path = "/api/v1/jobs/{name}/stats", tag = "jobs", security(("bearer" = [])), extensions(("x-required-role" = json!("viewer"))),
     params(("name" = String, Path, description = "the job's name")),
     responses(
+        (status = 400, description = "invalid parameter", body = Problem, content_type = "application/problem+json"),
         (status = 200, description = "the statistics", body = StatsView),
-        (status = 401, description = "no valid token", body = Problem),
-        (status = 404, description = "no such job", body = Problem),
+        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such job", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn job_stats(
     caller: Caller,
@@ -789,11 +794,12 @@ async fn job_stats(
 #[utoipa::path(post, path = "/api/v1/runs/{id}/cancel", tag = "runs", security(("bearer" = [])), extensions(("x-required-role" = json!("operator"))),
     params(("id" = i64, Path, description = "the run's id")),
     responses(
+        (status = 400, description = "invalid parameter", body = Problem, content_type = "application/problem+json"),
         (status = 202, description = "cancellation asked for; the run records `interrupted` when it has stopped"),
-        (status = 401, description = "no valid token", body = Problem),
-        (status = 403, description = "needs the operator role", body = Problem),
-        (status = 404, description = "no such run", body = Problem),
-        (status = 409, description = "the run is not going", body = Problem),
+        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "needs the operator role", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such run", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "the run is not going", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn cancel_run(
     caller: Caller,
@@ -821,8 +827,8 @@ async fn cancel_run(
 #[utoipa::path(post, path = "/api/v1/scheduler/pause", tag = "scheduler", security(("bearer" = [])), extensions(("x-required-role" = json!("operator"))),
     responses(
         (status = 200, description = "paused", body = SchedulerView),
-        (status = 401, description = "no valid token", body = Problem),
-        (status = 403, description = "needs the operator role", body = Problem),
+        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "needs the operator role", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn pause_scheduler(
     caller: Caller,
@@ -838,8 +844,8 @@ async fn pause_scheduler(
 #[utoipa::path(post, path = "/api/v1/scheduler/resume", tag = "scheduler", security(("bearer" = [])), extensions(("x-required-role" = json!("operator"))),
     responses(
         (status = 200, description = "resumed", body = SchedulerView),
-        (status = 401, description = "no valid token", body = Problem),
-        (status = 403, description = "needs the operator role", body = Problem),
+        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "needs the operator role", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn resume_scheduler(
     caller: Caller,
@@ -892,9 +898,10 @@ async fn run_page(state: &AppState, query: RunQuery) -> Result<RunPage, ApiError
 #[utoipa::path(get, path = "/api/v1/runs/{id}", tag = "runs", security(("bearer" = [])), extensions(("x-required-role" = json!("viewer"))),
     params(("id" = i64, Path, description = "the run's id")),
     responses(
+        (status = 400, description = "invalid parameter", body = Problem, content_type = "application/problem+json"),
         (status = 200, description = "the run", body = Object),
-        (status = 401, description = "no valid token", body = Problem),
-        (status = 404, description = "no such run", body = Problem),
+        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such run", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn get_run(
     caller: Caller,
@@ -945,7 +952,7 @@ struct NextFire {
 #[utoipa::path(get, path = "/api/v1/scheduler", tag = "scheduler", security(("bearer" = [])), extensions(("x-required-role" = json!("viewer"))),
     responses(
         (status = 200, description = "the scheduler's state", body = SchedulerView),
-        (status = 401, description = "no valid token", body = Problem),
+        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn scheduler_state(
     caller: Caller,
@@ -1018,9 +1025,9 @@ struct AuditPage {
 #[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditQuery), security(("bearer" = [])), extensions(("x-required-role" = json!("admin"))),
     responses(
         (status = 200, description = "a page of the audit log", body = AuditPage),
-        (status = 400, description = "invalid parameter", body = Problem),
-        (status = 401, description = "no valid token", body = Problem),
-        (status = 403, description = "needs the admin role", body = Problem),
+        (status = 400, description = "invalid parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "needs the admin role", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn list_audit(
     caller: Caller,
@@ -1050,7 +1057,7 @@ async fn list_audit(
 #[utoipa::path(get, path = "/api/v1/events", tag = "events", security(("bearer" = [])), extensions(("x-required-role" = json!("viewer"))),
     responses(
         (status = 200, description = "an event stream", content_type = "text/event-stream", body = String),
-        (status = 401, description = "no valid token", body = Problem),
+        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn events(
     caller: Caller,
@@ -1101,7 +1108,7 @@ async fn events(
 #[utoipa::path(get, path = "/metrics", tag = "health", security(("bearer" = [])), extensions(("x-required-role" = json!("viewer"))),
     responses(
         (status = 200, description = "the metrics", content_type = "text/plain; version=0.0.4", body = String),
-        (status = 401, description = "no valid token", body = Problem),
+        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn prometheus(
     caller: Caller,
