@@ -620,3 +620,38 @@ async fn metrics_parse_and_move_when_jobs_run() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+#[tokio::test]
+async fn the_job_list_pages_and_filters() {
+    let app = app().await;
+    for (name, tag) in [("alpha", "disk"), ("bravo", "net"), ("charlie", "disk")] {
+        let mut spec = report_job();
+        spec.name = JobName::new(name).unwrap();
+        spec.tags = vec![tag.to_owned()];
+        app.scheduler.upsert_job(spec).await.unwrap();
+    }
+    let viewer = token(Role::Viewer);
+    let get = |path: String| {
+        let request = app
+            .client
+            .get(format!("{}{path}", app.base))
+            .bearer_auth(&viewer);
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let names = |page: &Value| -> Vec<String> {
+        page["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let first = get("/api/v1/jobs?limit=2".into()).await;
+    assert_eq!(names(&first), ["alpha", "bravo"]);
+    let next = first["next"].as_str().unwrap();
+    let second = get(format!("/api/v1/jobs?limit=2&after={next}")).await;
+    assert_eq!(names(&second), ["charlie", "report"]);
+    assert!(second["next"].is_null());
+    let disk = get("/api/v1/jobs?tag=disk".into()).await;
+    assert_eq!(names(&disk), ["alpha", "charlie"]);
+}

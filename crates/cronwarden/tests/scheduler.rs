@@ -891,6 +891,12 @@ impl Store for Outage {
     ) -> Result<cronwarden::store::JobRecord, cronwarden::store::StoreError> {
         self.store.upsert_job(spec, now).await
     }
+    async fn find_jobs(
+        &self,
+        filter: &cronwarden::store::JobFilter,
+    ) -> Result<Vec<cronwarden::store::JobRecord>, cronwarden::store::StoreError> {
+        self.store.find_jobs(filter).await
+    }
     async fn get_job(
         &self,
         name: &JobName,

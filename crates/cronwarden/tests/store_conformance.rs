@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use cronwarden::model::{Action, JobName, JobSpec, Role, RunId, RunStatus, Trigger};
 use cronwarden::store::{
-    ClaimFire, FinishRun, NewAudit, NewRun, RunFilter, StartRun, Store, StoreError,
+    ClaimFire, FinishRun, JobFilter, NewAudit, NewRun, RunFilter, StartRun, Store, StoreError,
 };
 use jiff::{SignedDuration, Timestamp};
 
@@ -982,6 +982,99 @@ async fn the_audit_log_keeps_every_entry_newest_first<S: Store>(store: Arc<S>) {
     assert_eq!(rest[1].at, ts("2026-01-01T00:00:00Z"));
 }
 
+async fn jobs_are_found_by_page_and_filters<S: Store>(store: Arc<S>) {
+    let t0 = ts("2026-01-01T00:00:00Z");
+    for i in 0..25 {
+        let mut spec = job(&format!("job-{i:02}"));
+        spec.tags = if i % 5 == 0 {
+            vec!["disk".into()]
+        } else {
+            vec!["net".into(), "x".into()]
+        };
+        spec.description = if i == 7 {
+            "Nightly REPORT".into()
+        } else {
+            String::new()
+        };
+        spec.enabled = i != 3;
+        store.upsert_job(&spec, t0).await.unwrap();
+    }
+    store
+        .set_paused(&name("job-04"), Some("ops"))
+        .await
+        .unwrap();
+    let names = |jobs: Vec<cronwarden::store::JobRecord>| -> Vec<String> {
+        jobs.into_iter().map(|j| j.spec.name.to_string()).collect()
+    };
+    let filter = |f: JobFilter| {
+        let store = store.clone();
+        async move { names(store.find_jobs(&f).await.unwrap()) }
+    };
+    // Pages of 10 cover every job once, in order.
+    let mut all = Vec::new();
+    let mut after = None;
+    loop {
+        let page = filter(JobFilter {
+            after: after.clone(),
+            limit: Some(10),
+            ..Default::default()
+        })
+        .await;
+        if page.is_empty() {
+            break;
+        }
+        after = Some(name(page.last().unwrap()));
+        all.extend(page);
+    }
+    assert_eq!(
+        all,
+        (0..25).map(|i| format!("job-{i:02}")).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        filter(JobFilter {
+            tag: Some("disk".into()),
+            ..Default::default()
+        })
+        .await,
+        ["job-00", "job-05", "job-10", "job-15", "job-20"]
+    );
+    assert_eq!(
+        filter(JobFilter {
+            enabled: Some(false),
+            ..Default::default()
+        })
+        .await,
+        ["job-03", "job-04"],
+        "disabled by definition or paused by an operator"
+    );
+    assert_eq!(
+        filter(JobFilter {
+            enabled: Some(true),
+            ..Default::default()
+        })
+        .await
+        .len(),
+        23
+    );
+    assert_eq!(
+        filter(JobFilter {
+            text: Some("report".into()),
+            ..Default::default()
+        })
+        .await,
+        ["job-07"]
+    );
+    assert_eq!(
+        filter(JobFilter {
+            text: Some("JOB-1".into()),
+            tag: Some("net".into()),
+            ..Default::default()
+        })
+        .await,
+        ["job-11", "job-12", "job-13", "job-14", "job-16", "job-17", "job-18", "job-19"]
+    );
+}
+
 macro_rules! conformance {
     ($backend:ident, $open:expr) => {
         mod $backend {
@@ -1050,6 +1143,10 @@ macro_rules! conformance {
             #[tokio::test]
             async fn the_audit_log_keeps_every_entry_newest_first() {
                 super::the_audit_log_keeps_every_entry_newest_first(open().await).await;
+            }
+            #[tokio::test]
+            async fn jobs_are_found_by_page_and_filters() {
+                super::jobs_are_found_by_page_and_filters(open().await).await;
             }
             #[tokio::test]
             async fn pruning_keeps_the_newest_and_the_unfinished() {

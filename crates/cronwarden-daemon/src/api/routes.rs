@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use cronwarden::model::{JobName, JobSpec, Role, Run, RunId, RunStatus, Trigger};
-use cronwarden::store::{JobRecord, NewAudit, RunFilter, Store};
+use cronwarden::store::{JobFilter, JobRecord, NewAudit, RunFilter, Store};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -202,30 +202,32 @@ async fn list_jobs(
 ) -> Result<Json<JobPage>, ApiError> {
     caller.require(Role::Viewer)?;
     let limit = limit(query.limit)?;
-    let records = state.store.list_jobs().await.map_err(ApiError::store)?;
-    let text = query.q.as_deref().map(str::to_lowercase);
-    let mut matching = records.iter().filter(|r| {
-        let spec = &r.spec;
-        query
+    let filter = JobFilter {
+        after: query
             .after
             .as_deref()
-            .is_none_or(|a| spec.name.as_str() > a)
-            && query
-                .enabled
-                .is_none_or(|e| r.effective_spec().enabled == e)
-            && query.tag.as_ref().is_none_or(|t| spec.tags.contains(t))
-            && text.as_deref().is_none_or(|t| {
-                spec.name.as_str().contains(t) || spec.description.to_lowercase().contains(t)
-            })
-    });
-    let page: Vec<&JobRecord> = matching.by_ref().take(limit).collect();
-    let next = if matching.next().is_some() {
+            .filter(|a| !a.is_empty())
+            .map(|a| JobName::new(a).map_err(|e| ApiError::invalid("after", e.to_string())))
+            .transpose()?,
+        enabled: query.enabled,
+        tag: query.tag.clone(),
+        text: query.q.clone().filter(|q| !q.is_empty()),
+        // One more than asked: whether there is a next page.
+        limit: Some(limit as u32 + 1),
+    };
+    let mut page = state
+        .store
+        .find_jobs(&filter)
+        .await
+        .map_err(ApiError::store)?;
+    let next = if page.len() > limit {
+        page.truncate(limit);
         page.last().map(|r| r.spec.name.to_string())
     } else {
         None
     };
     let jobs = page
-        .into_iter()
+        .iter()
         .map(|r| {
             let next_fire = state
                 .scheduler

@@ -165,6 +165,21 @@ pub struct RunRequest {
     pub requested_by: String,
 }
 
+/// Which jobs to list, by name.
+#[derive(Clone, Debug, Default)]
+pub struct JobFilter {
+    /// Only jobs whose names sort after this one (for paging on).
+    pub after: Option<JobName>,
+    /// Only jobs that fire (`true`: enabled and not paused) or that do not (`false`).
+    pub enabled: Option<bool>,
+    /// Only jobs with this tag.
+    pub tag: Option<String>,
+    /// Only jobs whose name or description contains this text (any case).
+    pub text: Option<String>,
+    /// At most this many (default 100).
+    pub limit: Option<u32>,
+}
+
 /// Which runs to list, newest first.
 #[derive(Clone, Debug, Default)]
 pub struct RunFilter {
@@ -227,6 +242,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// All jobs, by name.
     async fn list_jobs(&self) -> Result<Vec<JobRecord>, StoreError>;
+
+    /// A page of jobs matching the filter, by name.
+    async fn find_jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError>;
 
     /// Pauses a job (with a reason) or, with `None`, lifts an operator's pause. `None` if there
     /// is no such job.

@@ -13,8 +13,8 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqlitePool};
 
 use super::{
-    claimed_run, percentile, ClaimFire, FinishRun, JobRecord, JobStats, NewAudit, NewRun,
-    RunFilter, RunRequest, StartRun, Store, StoreError,
+    claimed_run, percentile, ClaimFire, FinishRun, JobFilter, JobRecord, JobStats, NewAudit,
+    NewRun, RunFilter, RunRequest, StartRun, Store, StoreError,
 };
 use crate::model::{ApiToken, AuditEntry, JobName, JobSpec, Role, Run, RunId, RunStatus, Trigger};
 
@@ -380,6 +380,27 @@ impl Store for SqliteStore {
         .await
         .map_err(db)?;
         rows.first().map(job_from_row).transpose()
+    }
+
+    async fn find_jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT spec, version, created_at, updated_at, paused FROM jobs
+             WHERE (?1 IS NULL OR name > ?1)
+               AND (?2 IS NULL OR (paused IS NULL AND json_extract(spec, '$.enabled') = 1) = ?2)
+               AND (?3 IS NULL OR EXISTS (SELECT 1 FROM json_each(spec, '$.tags') WHERE value = ?3))
+               AND (?4 IS NULL OR instr(lower(name), ?4) > 0
+                    OR instr(lower(json_extract(spec, '$.description')), ?4) > 0)
+             ORDER BY name LIMIT ?5",
+        )
+        .bind(filter.after.as_ref().map(JobName::as_str))
+        .bind(filter.enabled)
+        .bind(filter.tag.as_deref())
+        .bind(filter.text.as_deref().map(str::to_lowercase))
+        .bind(i64::from(filter.limit.unwrap_or(100)))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(job_from_row).collect()
     }
 
     async fn delete_job(&self, name: &JobName) -> Result<bool, StoreError> {
