@@ -122,7 +122,7 @@ struct JobView {
     paused: Option<String>,
     /// The definition, as stored.
     #[schema(value_type = Object)]
-    spec: serde_json::Value,
+    spec: JobSpec,
     /// Increases with every change to the definition.
     version: i64,
     /// When the job was created.
@@ -137,9 +137,9 @@ impl JobView {
     fn new(record: &JobRecord, next_fire: Option<Timestamp>) -> JobView {
         JobView {
             name: record.spec.name.to_string(),
-            enabled: record.effective_spec().enabled,
+            enabled: record.spec.enabled && record.paused.is_none(),
             paused: record.paused.clone(),
-            spec: serde_json::to_value(&record.spec).unwrap_or_default(),
+            spec: record.spec.clone(),
             version: record.version,
             created_at: record.created_at.to_string(),
             updated_at: record.updated_at.to_string(),
@@ -226,15 +226,13 @@ async fn list_jobs(
     } else {
         None
     };
+    // One look at the timetable for the whole page.
+    let names: Vec<&JobName> = page.iter().map(|r| &r.spec.name).collect();
+    let next_fires = state.scheduler.next_fire_of(&names);
     let jobs = page
         .iter()
-        .map(|r| {
-            let next_fire = state
-                .scheduler
-                .next_fires(&r.spec.name, 1)
-                .and_then(|f| f.first().copied());
-            JobView::new(r, next_fire)
-        })
+        .zip(next_fires)
+        .map(|(r, next_fire)| JobView::new(r, next_fire))
         .collect();
     Ok(Json(JobPage { jobs, next }))
 }

@@ -452,6 +452,16 @@ impl Scheduler {
         (running, waiting)
     }
 
+    /// The next fire of each of these jobs (`None` for a job with none, or unknown), under one
+    /// look at the timetable.
+    pub fn next_fire_of(&self, names: &[&JobName]) -> Vec<Option<Timestamp>> {
+        let jobs = self.inner.jobs.lock().unwrap();
+        names
+            .iter()
+            .map(|name| jobs.get(*name).and_then(|j| j.next_fire))
+            .collect()
+    }
+
     /// The definition of a job as the scheduler holds it now.
     pub fn job(&self, name: &JobName) -> Option<Arc<JobSpec>> {
         self.inner

@@ -385,14 +385,16 @@ impl Store for SqliteStore {
     async fn find_jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT spec, version, created_at, updated_at, paused FROM jobs
-             WHERE (?1 IS NULL OR name > ?1)
+             WHERE name > ?1
                AND (?2 IS NULL OR (paused IS NULL AND json_extract(spec, '$.enabled') = 1) = ?2)
                AND (?3 IS NULL OR EXISTS (SELECT 1 FROM json_each(spec, '$.tags') WHERE value = ?3))
                AND (?4 IS NULL OR instr(lower(name), ?4) > 0
                     OR instr(lower(json_extract(spec, '$.description')), ?4) > 0)
              ORDER BY name LIMIT ?5",
         )
-        .bind(filter.after.as_ref().map(JobName::as_str))
+        // `name > ''` for the first page: a plain range, so the scan starts at the page
+        // (an `?1 IS NULL OR` would make SQLite walk the index from its start).
+        .bind(filter.after.as_ref().map_or("", JobName::as_str))
         .bind(filter.enabled)
         .bind(filter.tag.as_deref())
         .bind(filter.text.as_deref().map(str::to_lowercase))
