@@ -897,6 +897,12 @@ impl Store for Outage {
     ) -> Result<Vec<cronwarden::store::JobRecord>, cronwarden::store::StoreError> {
         self.store.find_jobs(filter).await
     }
+    async fn find_job_summaries(
+        &self,
+        filter: &cronwarden::store::JobFilter,
+    ) -> Result<Vec<cronwarden::store::JobSummary>, cronwarden::store::StoreError> {
+        self.store.find_job_summaries(filter).await
+    }
     async fn get_job(
         &self,
         name: &JobName,

@@ -983,6 +983,38 @@ async fn the_audit_log_keeps_every_entry_newest_first<S: Store>(store: Arc<S>) {
 }
 
 async fn jobs_are_found_by_page_and_filters<S: Store>(store: Arc<S>) {
+    jobs_are_found_by_filters(store.clone()).await;
+    // Summaries are the same page, with each definition as stored.
+    let filter = JobFilter {
+        limit: Some(1000),
+        ..Default::default()
+    };
+    let records = store.find_jobs(&filter).await.unwrap();
+    let summaries = store.find_job_summaries(&filter).await.unwrap();
+    assert_eq!(records.len(), summaries.len());
+    for (record, summary) in records.iter().zip(&summaries) {
+        assert_eq!(summary.name, record.spec.name);
+        assert_eq!(summary.enabled, record.effective_spec().enabled);
+        assert_eq!(
+            (
+                &summary.paused,
+                summary.version,
+                summary.created_at,
+                summary.updated_at
+            ),
+            (
+                &record.paused,
+                record.version,
+                record.created_at,
+                record.updated_at
+            )
+        );
+        let spec: JobSpec = serde_json::from_str(&summary.spec_json).unwrap();
+        assert_eq!(spec, record.spec);
+    }
+}
+
+async fn jobs_are_found_by_filters<S: Store>(store: Arc<S>) {
     let t0 = ts("2026-01-01T00:00:00Z");
     for i in 0..25 {
         let mut spec = job(&format!("job-{i:02}"));

@@ -122,7 +122,7 @@ struct JobView {
     paused: Option<String>,
     /// The definition, as stored.
     #[schema(value_type = Object)]
-    spec: JobSpec,
+    spec: Box<serde_json::value::RawValue>,
     /// Increases with every change to the definition.
     version: i64,
     /// When the job was created.
@@ -134,12 +134,36 @@ struct JobView {
 }
 
 impl JobView {
+    /// From a listed job, its definition passed on as stored, unparsed.
+    fn summary(
+        job: cronwarden::store::JobSummary,
+        next_fire: Option<Timestamp>,
+    ) -> Result<JobView, ApiError> {
+        let spec = serde_json::value::RawValue::from_string(job.spec_json).map_err(|e| {
+            ApiError::store(cronwarden::store::StoreError::Corrupt(format!(
+                "job {}: {e}",
+                job.name
+            )))
+        })?;
+        Ok(JobView {
+            name: job.name.to_string(),
+            enabled: job.enabled,
+            paused: job.paused,
+            spec,
+            version: job.version,
+            created_at: job.created_at.to_string(),
+            updated_at: job.updated_at.to_string(),
+            next_fire: next_fire.map(|t| t.to_string()),
+        })
+    }
+
     fn new(record: &JobRecord, next_fire: Option<Timestamp>) -> JobView {
         JobView {
             name: record.spec.name.to_string(),
             enabled: record.spec.enabled && record.paused.is_none(),
             paused: record.paused.clone(),
-            spec: record.spec.clone(),
+            spec: serde_json::value::to_raw_value(&record.spec)
+                .expect("a job definition serializes"),
             version: record.version,
             created_at: record.created_at.to_string(),
             updated_at: record.updated_at.to_string(),
@@ -217,23 +241,23 @@ async fn list_jobs(
     };
     let mut page = state
         .store
-        .find_jobs(&filter)
+        .find_job_summaries(&filter)
         .await
         .map_err(ApiError::store)?;
     let next = if page.len() > limit {
         page.truncate(limit);
-        page.last().map(|r| r.spec.name.to_string())
+        page.last().map(|j| j.name.to_string())
     } else {
         None
     };
     // One look at the timetable for the whole page.
-    let names: Vec<&JobName> = page.iter().map(|r| &r.spec.name).collect();
+    let names: Vec<&JobName> = page.iter().map(|j| &j.name).collect();
     let next_fires = state.scheduler.next_fire_of(&names);
     let jobs = page
-        .iter()
+        .into_iter()
         .zip(next_fires)
-        .map(|(r, next_fire)| JobView::new(r, next_fire))
-        .collect();
+        .map(|(j, next_fire)| JobView::summary(j, next_fire))
+        .collect::<Result<Vec<_>, ApiError>>()?;
     Ok(Json(JobPage { jobs, next }))
 }
 

@@ -165,6 +165,26 @@ pub struct RunRequest {
     pub requested_by: String,
 }
 
+/// A job as listed: its bookkeeping and its definition still in stored (JSON) form, for
+/// callers that pass definitions on without looking inside (the API's job list).
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobSummary {
+    /// The job's name.
+    pub name: JobName,
+    /// Whether it fires: its definition enables it and no operator paused it.
+    pub enabled: bool,
+    /// The operator's pause reason.
+    pub paused: Option<String>,
+    /// Increases with every change to the definition.
+    pub version: i64,
+    /// When the job was first stored.
+    pub created_at: Timestamp,
+    /// When the definition last changed.
+    pub updated_at: Timestamp,
+    /// The definition as JSON, exactly as stored.
+    pub spec_json: String,
+}
+
 /// Which jobs to list, by name.
 #[derive(Clone, Debug, Default)]
 pub struct JobFilter {
@@ -245,6 +265,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// A page of jobs matching the filter, by name.
     async fn find_jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError>;
+
+    /// The same page as [`Store::find_jobs`], with the definitions left as stored JSON: no
+    /// parsing for callers that only pass them on.
+    async fn find_job_summaries(&self, filter: &JobFilter) -> Result<Vec<JobSummary>, StoreError>;
 
     /// Pauses a job (with a reason) or, with `None`, lifts an operator's pause. `None` if there
     /// is no such job.

@@ -13,8 +13,8 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqlitePool};
 
 use super::{
-    claimed_run, percentile, ClaimFire, FinishRun, JobFilter, JobRecord, JobStats, NewAudit,
-    NewRun, RunFilter, RunRequest, StartRun, Store, StoreError,
+    claimed_run, percentile, ClaimFire, FinishRun, JobFilter, JobRecord, JobStats, JobSummary,
+    NewAudit, NewRun, RunFilter, RunRequest, StartRun, Store, StoreError,
 };
 use crate::model::{ApiToken, AuditEntry, JobName, JobSpec, Role, Run, RunId, RunStatus, Trigger};
 
@@ -231,6 +231,30 @@ fn fencing_token() -> i64 {
 }
 
 impl SqliteStore {
+    async fn find_job_rows(&self, filter: &JobFilter) -> Result<Vec<SqliteRow>, StoreError> {
+        sqlx::query(
+            "SELECT name, spec, version, created_at, updated_at, paused,
+                    (paused IS NULL AND json_extract(spec, '$.enabled') = 1) AS fires
+             FROM jobs
+             WHERE name > ?1
+               AND (?2 IS NULL OR (paused IS NULL AND json_extract(spec, '$.enabled') = 1) = ?2)
+               AND (?3 IS NULL OR EXISTS (SELECT 1 FROM json_each(spec, '$.tags') WHERE value = ?3))
+               AND (?4 IS NULL OR instr(lower(name), ?4) > 0
+                    OR instr(lower(json_extract(spec, '$.description')), ?4) > 0)
+             ORDER BY name LIMIT ?5",
+        )
+        // `name > ''` for the first page: a plain range, so the scan starts at the page
+        // (an `?1 IS NULL OR` would make SQLite walk the index from its start).
+        .bind(filter.after.as_ref().map_or("", JobName::as_str))
+        .bind(filter.enabled)
+        .bind(filter.tag.as_deref())
+        .bind(filter.text.as_deref().map(str::to_lowercase))
+        .bind(i64::from(filter.limit.unwrap_or(100)))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)
+    }
+
     /// Opens (creating if needed) the database file at `path` and migrates it.
     pub async fn open(path: &str) -> Result<SqliteStore, StoreError> {
         let options = SqliteConnectOptions::new()
@@ -383,26 +407,27 @@ impl Store for SqliteStore {
     }
 
     async fn find_jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT spec, version, created_at, updated_at, paused FROM jobs
-             WHERE name > ?1
-               AND (?2 IS NULL OR (paused IS NULL AND json_extract(spec, '$.enabled') = 1) = ?2)
-               AND (?3 IS NULL OR EXISTS (SELECT 1 FROM json_each(spec, '$.tags') WHERE value = ?3))
-               AND (?4 IS NULL OR instr(lower(name), ?4) > 0
-                    OR instr(lower(json_extract(spec, '$.description')), ?4) > 0)
-             ORDER BY name LIMIT ?5",
-        )
-        // `name > ''` for the first page: a plain range, so the scan starts at the page
-        // (an `?1 IS NULL OR` would make SQLite walk the index from its start).
-        .bind(filter.after.as_ref().map_or("", JobName::as_str))
-        .bind(filter.enabled)
-        .bind(filter.tag.as_deref())
-        .bind(filter.text.as_deref().map(str::to_lowercase))
-        .bind(i64::from(filter.limit.unwrap_or(100)))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
+        let rows = self.find_job_rows(filter).await?;
         rows.iter().map(job_from_row).collect()
+    }
+
+    async fn find_job_summaries(&self, filter: &JobFilter) -> Result<Vec<JobSummary>, StoreError> {
+        let rows = self.find_job_rows(filter).await?;
+        let get_err = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
+        rows.iter()
+            .map(|row| {
+                let name: String = row.try_get("name").map_err(get_err)?;
+                Ok(JobSummary {
+                    name: JobName::new(name).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    enabled: row.try_get("fires").map_err(get_err)?,
+                    paused: row.try_get("paused").map_err(get_err)?,
+                    version: row.try_get("version").map_err(get_err)?,
+                    created_at: instant(row.try_get("created_at").map_err(get_err)?)?,
+                    updated_at: instant(row.try_get("updated_at").map_err(get_err)?)?,
+                    spec_json: row.try_get("spec").map_err(get_err)?,
+                })
+            })
+            .collect()
     }
 
     async fn delete_job(&self, name: &JobName) -> Result<bool, StoreError> {
