@@ -655,3 +655,39 @@ async fn the_job_list_pages_and_filters() {
     let disk = get("/api/v1/jobs?tag=disk".into()).await;
     assert_eq!(names(&disk), ["alpha", "charlie"]);
 }
+
+#[tokio::test]
+async fn the_scheduler_shows_its_state_and_can_stop_firing() {
+    let app = app().await;
+    let operator = token(Role::Operator);
+    let view: Value = app
+        .call("GET", "/api/v1/scheduler", Some(&operator))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            view["node"].clone(),
+            view["state"].clone(),
+            view["jobs"].clone()
+        ),
+        (json!("test-node"), json!("running"), json!(1))
+    );
+    assert_eq!(view["next_fires"][0]["job"], "report");
+    let paused: Value = app
+        .call("POST", "/api/v1/scheduler/pause", Some(&operator))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(paused["state"], "paused");
+    assert!(app.scheduler.firing_paused());
+    let resumed: Value = app
+        .call("POST", "/api/v1/scheduler/resume", Some(&operator))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(resumed["state"], "running");
+}

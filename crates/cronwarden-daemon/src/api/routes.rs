@@ -987,20 +987,8 @@ async fn scheduler_state(
 }
 
 async fn scheduler_view(state: &AppState) -> Result<SchedulerView, ApiError> {
-    let records = state.store.list_jobs().await.map_err(ApiError::store)?;
-    let mut next: Vec<(Timestamp, String)> = records
-        .iter()
-        .filter_map(|r| {
-            let at = state
-                .scheduler
-                .next_fires(&r.spec.name, 1)?
-                .first()
-                .copied()?;
-            Some((at, r.spec.name.to_string()))
-        })
-        .collect();
-    next.sort();
-    next.truncate(10);
+    // From the scheduler's own timetable: no store read, however many jobs there are.
+    let (jobs, next) = state.scheduler.upcoming(10);
     let (running, queued) = state.scheduler.load();
     Ok(SchedulerView {
         node: state.node.clone(),
@@ -1012,13 +1000,13 @@ async fn scheduler_view(state: &AppState) -> Result<SchedulerView, ApiError> {
         }
         .to_owned(),
         started_at: state.started_at.to_string(),
-        jobs: records.len(),
+        jobs,
         running,
         queued,
         next_fires: next
             .into_iter()
             .map(|(at, job)| NextFire {
-                job,
+                job: job.to_string(),
                 at: at.to_string(),
             })
             .collect(),

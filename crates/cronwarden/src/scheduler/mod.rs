@@ -452,6 +452,20 @@ impl Scheduler {
         (running, waiting)
     }
 
+    /// The jobs on the timetable, and the next `count` fires across all enabled jobs,
+    /// earliest first.
+    pub fn upcoming(&self, count: usize) -> (usize, Vec<(Timestamp, JobName)>) {
+        let jobs = self.inner.jobs.lock().unwrap();
+        let mut fires: Vec<(Timestamp, JobName)> = jobs
+            .values()
+            .filter(|j| j.spec.enabled)
+            .filter_map(|j| Some((j.next_fire?, j.spec.name.clone())))
+            .collect();
+        fires.sort();
+        fires.truncate(count);
+        (jobs.len(), fires)
+    }
+
     /// The next fire of each of these jobs (`None` for a job with none, or unknown), under one
     /// look at the timetable.
     pub fn next_fire_of(&self, names: &[&JobName]) -> Vec<Option<Timestamp>> {
