@@ -392,6 +392,45 @@ action = { type = "command", argv = ["true"] }
     );
     assert!(cli(&dir, &["tokens", "revoke", "ci"]).status.success());
     assert_eq!(get("/api/v1/jobs/yearly", Some(&token)), 401);
+    // The CLI against the daemon's API prints what it prints from the database.
+    let remote = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_cronwarden"))
+            .args(args)
+            .args(["--server", &base])
+            .env("CRONWARDEN_TOKEN", "bootstrap-admin-token-0123456789")
+            .current_dir(std::env::temp_dir())
+            .output()
+            .unwrap()
+    };
+    let local_list = cli(&dir, &["jobs", "list"]);
+    let remote_list = remote(&["jobs", "list"]);
+    assert!(remote_list.status.success(), "{remote_list:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&remote_list.stdout),
+        String::from_utf8_lossy(&local_list.stdout)
+    );
+    let out = remote(&["jobs", "trigger", "yearly", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let started: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let run = started["run"].as_i64().unwrap().to_string();
+    wait_for(Duration::from_secs(10), "the remote-triggered run", || {
+        let out = remote(&["runs", "show", &run, "--json"]);
+        out.status.success()
+            && serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["status"]
+                == "succeeded"
+    });
+    let out = remote(&["jobs", "pause", "yearly", "--reason", "from afar"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "paused yearly: from afar\n"
+    );
+    let shown = String::from_utf8(remote(&["jobs", "show", "yearly"]).stdout).unwrap();
+    assert!(shown.contains("paused: from afar"), "{shown}");
+    assert!(remote(&["jobs", "resume", "yearly"]).status.success());
+    let missing = remote(&["jobs", "show", "nobody"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no job is named"));
+
     // The token itself is never written to the log.
     let log = std::fs::read_to_string(dir.join("daemon.log")).unwrap();
     assert!(!log.contains(&token) && !log.contains("bootstrap-admin-token-0123456789"));

@@ -15,6 +15,7 @@ use jiff::Timestamp;
 use serde_json::json;
 
 use super::schedule::write_out;
+use super::source::{Source, Triggered};
 use super::validate::report_errors;
 use super::CliError;
 use cronwarden_daemon::config::Config;
@@ -35,6 +36,10 @@ pub struct StoreArgs {
     /// Print JSON.
     #[arg(long, global = true)]
     pub(super) json: bool,
+    /// Talk to this daemon's API instead of opening the database (`http://host:8420`); the
+    /// token comes from CRONWARDEN_TOKEN.
+    #[arg(long, value_name = "URL", env = "CRONWARDEN_SERVER", global = true)]
+    pub(super) server: Option<String>,
 }
 
 /// `cronwarden jobs ...`
@@ -115,7 +120,7 @@ pub(super) fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
         .map_err(|e| CliError(format!("cannot start the runtime: {e}")))
 }
 
-pub(super) async fn open(args: &StoreArgs) -> Result<SqliteStore, CliError> {
+pub(super) async fn open_store(args: &StoreArgs) -> Result<SqliteStore, CliError> {
     let config = Config::load(&args.config)
         .map_err(|errors| report_errors(&args.config.display().to_string(), &errors))?;
     let path = &config.settings.database;
@@ -163,10 +168,10 @@ fn run_json(run: &Run) -> serde_json::Value {
 /// `cronwarden jobs`.
 pub fn jobs(args: JobsArgs) -> Result<(), CliError> {
     runtime()?.block_on(async {
-        let store = open(&args.store).await?;
+        let store = Source::open(&args.store).await?;
         let text = match args.command {
             JobsCommand::List => {
-                let jobs = store.list_jobs().await.map_err(store_error)?;
+                let jobs = store.list_jobs().await?;
                 if args.store.json {
                     let docs: Vec<_> = jobs.iter().map(|j| job_json(j, None)).collect();
                     format!("{:#}\n", json!(docs))
@@ -199,10 +204,10 @@ pub fn jobs(args: JobsArgs) -> Result<(), CliError> {
             }
             JobsCommand::Show { name } => {
                 let name = job_name(&name)?;
-                let Some(job) = store.get_job(&name).await.map_err(store_error)? else {
+                let Some(job) = store.get_job(&name).await? else {
                     return Err(CliError(format!("no job is named {name:?}")));
                 };
-                let stats = store.job_stats(&name).await.map_err(store_error)?;
+                let stats = store.job_stats(&name).await?;
                 let doc = job_json(&job, Some(&stats));
                 if args.store.json {
                     format!("{doc:#}\n")
@@ -250,34 +255,26 @@ pub fn jobs(args: JobsArgs) -> Result<(), CliError> {
             }
             JobsCommand::Trigger { name } => {
                 let name = job_name(&name)?;
-                let by = actor();
-                if !store
-                    .request_run(&name, &by, Timestamp::now())
-                    .await
-                    .map_err(store_error)?
-                {
-                    return Err(CliError(format!("no job is named {name:?}")));
-                }
-                audit(&store, "job.trigger", name.as_str(), None).await?;
-                if args.store.json {
-                    format!("{:#}\n", json!({ "job": name, "requested": true }))
-                } else {
-                    format!(
+                let triggered = store.trigger(&name, &actor()).await?;
+                match (triggered, args.store.json) {
+                    (Triggered::Requested, true) => {
+                        format!("{:#}\n", json!({ "job": name, "requested": true }))
+                    }
+                    (Triggered::Requested, false) => format!(
                         "requested a run of {name}; a running daemon starts it within a second \
                          (see `cronwarden runs list --job {name}`)\n"
-                    )
+                    ),
+                    (Triggered::Started(run), true) => {
+                        format!("{:#}\n", json!({ "job": name, "run": run }))
+                    }
+                    (Triggered::Started(run), false) => {
+                        format!("started run {run} of {name} (see `cronwarden runs show {run}`)\n")
+                    }
                 }
             }
             JobsCommand::Pause { name, reason } => {
                 let name = job_name(&name)?;
-                let job = set_paused(&store, &name, Some(&reason)).await?;
-                audit(
-                    &store,
-                    "job.pause",
-                    name.as_str(),
-                    Some(json!({ "reason": reason })),
-                )
-                .await?;
+                let job = store.set_paused(&name, Some(&reason)).await?;
                 if args.store.json {
                     format!("{:#}\n", job_json(&job, None))
                 } else {
@@ -286,8 +283,7 @@ pub fn jobs(args: JobsArgs) -> Result<(), CliError> {
             }
             JobsCommand::Resume { name } => {
                 let name = job_name(&name)?;
-                let job = set_paused(&store, &name, None).await?;
-                audit(&store, "job.resume", name.as_str(), None).await?;
+                let job = store.set_paused(&name, None).await?;
                 let note = if job.spec.enabled {
                     ""
                 } else {
@@ -303,18 +299,6 @@ pub fn jobs(args: JobsArgs) -> Result<(), CliError> {
         store.close().await;
         write_out(&text)
     })
-}
-
-async fn set_paused(
-    store: &SqliteStore,
-    name: &JobName,
-    reason: Option<&str>,
-) -> Result<JobRecord, CliError> {
-    store
-        .set_paused(name, reason)
-        .await
-        .map_err(store_error)?
-        .ok_or_else(|| CliError(format!("no job is named {name:?}")))
 }
 
 fn job_json(job: &JobRecord, stats: Option<&cronwarden::store::JobStats>) -> serde_json::Value {
@@ -346,7 +330,7 @@ fn job_json(job: &JobRecord, stats: Option<&cronwarden::store::JobStats>) -> ser
 /// `cronwarden runs`.
 pub fn runs(args: RunsArgs) -> Result<(), CliError> {
     runtime()?.block_on(async {
-        let store = open(&args.store).await?;
+        let store = Source::open(&args.store).await?;
         let text = match args.command {
             RunsCommand::List { job, status, limit } => {
                 let filter = RunFilter {
@@ -355,7 +339,7 @@ pub fn runs(args: RunsArgs) -> Result<(), CliError> {
                     limit: Some(limit),
                     ..RunFilter::default()
                 };
-                let runs = store.list_runs(&filter).await.map_err(store_error)?;
+                let runs = store.list_runs(&filter).await?;
                 if args.store.json {
                     format!("{:#}\n", json!(runs.iter().map(run_json).collect::<Vec<_>>()))
                 } else {
@@ -376,7 +360,7 @@ pub fn runs(args: RunsArgs) -> Result<(), CliError> {
                 }
             }
             RunsCommand::Show { id } => {
-                let Some(run) = store.get_run(RunId(id)).await.map_err(store_error)? else {
+                let Some(run) = store.get_run(RunId(id)).await? else {
                     return Err(CliError(format!("no run has id {id}")));
                 };
                 if args.store.json {

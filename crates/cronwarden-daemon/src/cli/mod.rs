@@ -4,6 +4,7 @@
 mod inspect;
 mod schedule;
 mod serve;
+mod source;
 mod tokens;
 mod validate;
 

@@ -6,7 +6,7 @@ use cronwarden::store::Store;
 use jiff::Timestamp;
 use serde_json::json;
 
-use super::inspect::{audit, open, runtime, store_error, StoreArgs};
+use super::inspect::{audit, open_store, runtime, store_error, StoreArgs};
 use super::schedule::write_out;
 use super::CliError;
 use cronwarden_daemon::api;
@@ -43,7 +43,7 @@ enum TokensCommand {
 /// `cronwarden tokens`.
 pub fn tokens(args: TokensArgs) -> Result<(), CliError> {
     runtime()?.block_on(async {
-        let store = open(&args.store).await?;
+        let store = open_store(&args.store).await?;
         let now = Timestamp::now();
         let text = match args.command {
             TokensCommand::Create { name, role } => {
