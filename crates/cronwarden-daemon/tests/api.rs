@@ -691,3 +691,36 @@ async fn the_scheduler_shows_its_state_and_can_stop_firing() {
         .unwrap();
     assert_eq!(resumed["state"], "running");
 }
+
+#[tokio::test]
+async fn readiness_follows_the_loop() {
+    let app = app().await;
+    let viewer = token(Role::Viewer);
+    let mut ready = Value::Null;
+    for _ in 0..500 {
+        ready = app
+            .call("GET", "/readyz", Some(&viewer))
+            .await
+            .json()
+            .await
+            .unwrap();
+        if ready["ready"] == true {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        (
+            ready["ready"].clone(),
+            ready["store"].clone(),
+            ready["loop_running"].clone()
+        ),
+        (json!(true), json!("ok"), json!(true)),
+        "{ready}"
+    );
+    app.scheduler.stop().await;
+    let response = app.call("GET", "/readyz", Some(&viewer)).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let not_ready: Value = response.json().await.unwrap();
+    assert_eq!(not_ready["loop_running"], false);
+}

@@ -71,7 +71,8 @@ async fn readyz(caller: Caller, State(state): Shared) -> (StatusCode, Json<Readi
     let started = Timestamp::now();
     let store = state.store.change_seq().await;
     let latency_ms = Timestamp::now().duration_since(started).as_secs_f64() * 1000.0;
-    let ready = store.is_ok();
+    let health = state.scheduler.health();
+    let ready = store.is_ok() && health.loop_running && health.recovered;
     let status = if ready {
         StatusCode::OK
     } else {
@@ -85,6 +86,9 @@ async fn readyz(caller: Caller, State(state): Shared) -> (StatusCode, Json<Readi
                 .map(|_| "ok".to_owned())
                 .unwrap_or_else(|e| e.to_string()),
             store_latency_ms: latency_ms,
+            loop_running: health.loop_running,
+            recovered: health.recovered,
+            loop_lag_ms: health.loop_lag.as_secs_f64() * 1000.0,
         }),
     )
 }
@@ -92,12 +96,19 @@ async fn readyz(caller: Caller, State(state): Shared) -> (StatusCode, Json<Readi
 /// Readiness.
 #[derive(Serialize, ToSchema)]
 struct Readiness {
-    /// Whether the daemon can serve and fire.
+    /// Whether the daemon can serve and fire: the store answers, the loop runs and has
+    /// finished its start-up recovery.
     ready: bool,
     /// `ok`, or the store's error.
     store: String,
     /// How long a one-row read of the store took.
     store_latency_ms: f64,
+    /// Whether the scheduler's loop is running.
+    loop_running: bool,
+    /// Whether the start-up recovery is over.
+    recovered: bool,
+    /// How late the loop last woke for a deadline.
+    loop_lag_ms: f64,
 }
 
 /// This API's OpenAPI 3.1 document.

@@ -87,6 +87,17 @@ pub enum SchedulerEvent {
     },
 }
 
+/// The loop's health, for readiness checks.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Health {
+    /// The loop is running (not stopped, not crashed).
+    pub loop_running: bool,
+    /// The start-up recovery is over.
+    pub recovered: bool,
+    /// How late the loop last woke for a deadline.
+    pub loop_lag: SignedDuration,
+}
+
 /// What happened to a job.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -187,6 +198,10 @@ pub(crate) struct Inner {
     tasks: TaskTracker,
     permits: Arc<Semaphore>,
     events: broadcast::Sender<SchedulerEvent>,
+    /// Set while the loop runs.
+    loop_running: std::sync::atomic::AtomicBool,
+    /// How late (µs) the loop last woke for a deadline.
+    loop_lag_us: std::sync::atomic::AtomicI64,
     /// Set while all firing is paused ([`Scheduler::pause_firing`]).
     firing_paused: std::sync::atomic::AtomicBool,
     /// Whether anyone ever subscribed to the events: a lock-free check, so that events nobody
@@ -233,6 +248,8 @@ impl Scheduler {
                 events,
                 subscribed: false.into(),
                 firing_paused: false.into(),
+                loop_running: false.into(),
+                loop_lag_us: 0.into(),
                 recorder: OnceLock::new(),
                 recorder_task: Mutex::new(None),
                 stop_recorder: CancellationToken::new(),
@@ -464,6 +481,23 @@ impl Scheduler {
         fires.sort();
         fires.truncate(count);
         (jobs.len(), fires)
+    }
+
+    /// Whether the loop is running and has finished the start-up recovery, and how late it
+    /// last woke for a deadline: what readiness checks look at.
+    pub fn health(&self) -> Health {
+        Health {
+            loop_running: self
+                .inner
+                .loop_running
+                .load(std::sync::atomic::Ordering::SeqCst),
+            recovered: *self.inner.recovered.borrow(),
+            loop_lag: SignedDuration::from_micros(
+                self.inner
+                    .loop_lag_us
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            ),
+        }
     }
 
     /// The next fire of each of these jobs (`None` for a job with none, or unknown), under one
@@ -734,6 +768,16 @@ impl Inner {
     }
 
     async fn run_loop(self: Arc<Self>) {
+        self.loop_running
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        // Cleared however the loop ends.
+        struct Ended<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for Ended<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        let _ended = Ended(&self.loop_running);
         // After a store failure, the loop retries no sooner than this.
         let mut retry_at: Option<Timestamp> = None;
         loop {
@@ -771,7 +815,16 @@ impl Inner {
                         Some(at) => self.clock.sleep_until(at).await,
                         None => std::future::pending().await,
                     }
-                } => {}
+                } => {
+                    // How late the loop woke: a busy or starved process shows here first.
+                    if let Some(at) = wake_at {
+                        let lag = self.clock.now().duration_since(at);
+                        self.loop_lag_us.store(
+                            lag.as_micros().max(0) as i64,
+                            std::sync::atomic::Ordering::Relaxed,
+                        );
+                    }
+                }
             }
         }
     }
