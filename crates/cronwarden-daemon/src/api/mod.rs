@@ -79,6 +79,10 @@ fn describe_metrics() {
         "A run's start minus its scheduled instant"
     );
     metrics::describe_gauge!("cronwarden_runs_running", "Runs executing now");
+    metrics::describe_gauge!(
+        "cronwarden_runs_waiting",
+        "Runs queued behind the run before them (overlap = queue): the queue depth"
+    );
     metrics::describe_histogram!(
         "cronwarden_store_seconds",
         Unit::Seconds,

@@ -646,6 +646,10 @@ impl Inner {
     fn take_off(&self, name: &JobName) {
         let removed = self.jobs.lock().unwrap().remove(name);
         if let Some(job) = removed {
+            // A run waiting behind the current one goes with the job (and its history).
+            if job.waiting.is_some() {
+                metrics::gauge!("cronwarden_runs_waiting").decrement(1.0);
+            }
             let mut followers = self.followers.lock().unwrap();
             for before in &job.spec.after {
                 if let Some(set) = followers.get_mut(before) {

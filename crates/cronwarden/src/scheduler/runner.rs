@@ -80,6 +80,7 @@ impl Inner {
             }
             (true, OverlapPolicy::Queue) if job.waiting.is_none() => {
                 job.waiting = Some(run.clone());
+                metrics::gauge!("cronwarden_runs_waiting").increment(1.0);
                 Admission::Wait
             }
             (true, OverlapPolicy::Queue) => {
@@ -109,6 +110,7 @@ impl Inner {
             }
         };
         if let Some(waiting) = next {
+            metrics::gauge!("cronwarden_runs_waiting").decrement(1.0);
             self.dispatch(waiting);
         }
         if let Some(idle) = idle {
