@@ -235,6 +235,16 @@ async fn last_fire_follows_scheduled_claims<S: Store>(store: Arc<S>) {
         store.last_fire(&n).await.unwrap(),
         Some(ts("2026-01-01T00:10:00Z"))
     );
+    // The job's record carries it too, for loading every job at once.
+    assert_eq!(
+        store.get_job(&n).await.unwrap().unwrap().last_fire,
+        Some(ts("2026-01-01T00:10:00Z"))
+    );
+    let listed = store.list_jobs().await.unwrap();
+    assert_eq!(
+        listed.iter().find(|j| j.spec.name == n).unwrap().last_fire,
+        Some(ts("2026-01-01T00:10:00Z"))
+    );
 }
 
 async fn results_need_the_current_fencing_token<S: Store>(store: Arc<S>) {

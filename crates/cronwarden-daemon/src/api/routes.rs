@@ -66,8 +66,7 @@ struct Health {
         (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "not ready", body = Readiness),
     ))]
-async fn readyz(caller: Caller, State(state): Shared) -> (StatusCode, Json<Readiness>) {
-    let _ = caller;
+async fn readyz(_caller: Caller, State(state): Shared) -> (StatusCode, Json<Readiness>) {
     let started = Timestamp::now();
     let store = state.store.change_seq().await;
     let latency_ms = Timestamp::now().duration_since(started).as_secs_f64() * 1000.0;
@@ -117,8 +116,7 @@ struct Readiness {
         (status = 200, description = "the document", body = Object),
         (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn openapi(caller: Caller, State(state): Shared) -> Json<serde_json::Value> {
-    let _ = caller;
+async fn openapi(_caller: Caller, State(state): Shared) -> Json<serde_json::Value> {
     Json(serde_json::to_value(state.openapi.get()).unwrap_or_default())
 }
 
@@ -298,10 +296,7 @@ async fn get_job(
 ) -> Result<Json<JobView>, ApiError> {
     caller.require(Role::Viewer)?;
     let record = job_record(&state, &name).await?;
-    let next = state
-        .scheduler
-        .next_fires(&record.spec.name, 1)
-        .and_then(|f| f.first().copied());
+    let next = state.scheduler.next_fire(&record.spec.name);
     Ok(Json(JobView::new(&record, next)))
 }
 
@@ -359,10 +354,7 @@ async fn store_job(
         .await
         .map_err(ApiError::scheduler)?;
     audit(state, caller, action, record.spec.name.as_str(), detail).await;
-    let next = state
-        .scheduler
-        .next_fires(&record.spec.name, 1)
-        .and_then(|f| f.first().copied());
+    let next = state.scheduler.next_fire(&record.spec.name);
     Ok(JobView::new(&record, next))
 }
 
@@ -675,10 +667,7 @@ async fn resume_job(
         .await
         .map_err(ApiError::scheduler)?;
     audit(&state, &caller, "job.resume", name.as_str(), None).await;
-    let next = state
-        .scheduler
-        .next_fires(&name, 1)
-        .and_then(|f| f.first().copied());
+    let next = state.scheduler.next_fire(&name);
     Ok(Json(JobView::new(&record, next)))
 }
 

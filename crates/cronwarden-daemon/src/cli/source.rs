@@ -252,6 +252,8 @@ fn job_record(view: &Value) -> Result<JobRecord, CliError> {
         created_at: instant("created_at")?,
         updated_at: instant("updated_at")?,
         paused: view["paused"].as_str().map(str::to_owned),
+        // Not part of the API's view of a job.
+        last_fire: None,
     })
 }
 

@@ -500,6 +500,11 @@ impl Scheduler {
         }
     }
 
+    /// A job's next fire, from the timetable.
+    pub fn next_fire(&self, name: &JobName) -> Option<Timestamp> {
+        self.inner.jobs.lock().unwrap().get(name)?.next_fire
+    }
+
     /// The next fire of each of these jobs (`None` for a job with none, or unknown), under one
     /// look at the timetable.
     pub fn next_fire_of(&self, names: &[&JobName]) -> Vec<Option<Timestamp>> {
@@ -749,8 +754,7 @@ impl Inner {
     async fn recover(self: &Arc<Self>) -> Result<(), StoreError> {
         let now = self.clock.now();
         for record in self.store.list_jobs().await? {
-            let last = self.store.last_fire(&record.spec.name).await?;
-            if let Err(e) = self.put_job(&record.effective_spec(), last) {
+            if let Err(e) = self.put_job(&record.effective_spec(), record.last_fire) {
                 tracing::error!(job = %record.spec.name, error = %e, "stored job is invalid; it will not fire");
             }
         }

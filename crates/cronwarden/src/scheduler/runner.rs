@@ -205,16 +205,15 @@ impl Inner {
             self.emit(SchedulerEvent::RunStarted(started.clone()));
         }
 
-        // The executor's token is the run's own: cancelled by a stop, an operator, `overlap =
+        // The action watches the run's own token: cancelled by a stop, an operator, `overlap =
         // replace`, or a timeout here (the outcome is decided by then).
-        let exec_token = token.clone();
         let ctx = RunContext {
             run_id: run.id,
             job: run.job.clone(),
             scheduled_at: run.scheduled_at,
             attempt: run.attempt,
             trigger: run.trigger,
-            cancel: exec_token.clone(),
+            cancel: token.clone(),
         };
         let execution = self.executors.execute(&spec.action, &ctx);
         tokio::pin!(execution);
@@ -246,7 +245,7 @@ impl Inner {
                 // Let the action clean up before recording: a command's process group is
                 // signalled and killed; a Rust job that watches its token returns. One that
                 // does not is dropped (at its await point) once the grace is over.
-                exec_token.cancel();
+                token.cancel();
                 if tokio::time::timeout(ACTION_CANCEL_GRACE, execution)
                     .await
                     .is_err()

@@ -67,6 +67,9 @@ pub struct JobRecord {
     /// the spec's own `enabled`, which says what the definition (a config file) wants:
     /// re-applying the definition does not lift an operator's pause.
     pub paused: Option<String>,
+    /// The latest scheduled instant claimed for it ([`Store::last_fire`]), read with the
+    /// record so that loading every job does not take a query per job.
+    pub last_fire: Option<Timestamp>,
 }
 
 impl JobRecord {

@@ -170,6 +170,7 @@ fn job_from_row(row: &SqliteRow) -> Result<JobRecord, StoreError> {
         created_at: instant(row.try_get("created_at").map_err(get_err)?)?,
         updated_at: instant(row.try_get("updated_at").map_err(get_err)?)?,
         paused: row.try_get("paused").map_err(get_err)?,
+        last_fire: opt_instant(row.try_get("last_fire_at").map_err(get_err)?)?,
     })
 }
 
@@ -233,7 +234,7 @@ fn fencing_token() -> i64 {
 impl SqliteStore {
     async fn find_job_rows(&self, filter: &JobFilter) -> Result<Vec<SqliteRow>, StoreError> {
         sqlx::query(
-            "SELECT name, spec, version, created_at, updated_at, paused,
+            "SELECT name, spec, version, created_at, updated_at, paused, last_fire_at,
                     (paused IS NULL AND json_extract(spec, '$.enabled') = 1) AS fires
              FROM jobs
              WHERE name > ?1
@@ -356,7 +357,7 @@ impl Store for SqliteStore {
                  spec = excluded.spec,
                  version = jobs.version + (jobs.spec IS NOT excluded.spec),
                  updated_at = CASE WHEN jobs.spec IS excluded.spec THEN jobs.updated_at ELSE excluded.updated_at END
-             RETURNING spec, version, created_at, updated_at, paused",
+             RETURNING spec, version, created_at, updated_at, paused, last_fire_at",
         )
         .bind(spec.name.as_str())
         .bind(&json)
@@ -369,7 +370,7 @@ impl Store for SqliteStore {
 
     async fn get_job(&self, name: &JobName) -> Result<Option<JobRecord>, StoreError> {
         let row = sqlx::query(
-            "SELECT spec, version, created_at, updated_at, paused FROM jobs WHERE name = ?1",
+            "SELECT spec, version, created_at, updated_at, paused, last_fire_at FROM jobs WHERE name = ?1",
         )
         .bind(name.as_str())
         .fetch_optional(&self.pool)
@@ -380,7 +381,7 @@ impl Store for SqliteStore {
 
     async fn list_jobs(&self) -> Result<Vec<JobRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT spec, version, created_at, updated_at, paused FROM jobs ORDER BY name",
+            "SELECT spec, version, created_at, updated_at, paused, last_fire_at FROM jobs ORDER BY name",
         )
         .fetch_all(&self.pool)
         .await
@@ -396,7 +397,7 @@ impl Store for SqliteStore {
         let _writing = self.write_gate.lock().await;
         let rows = sqlx::query(
             "UPDATE jobs SET paused = ?2 WHERE name = ?1
-             RETURNING spec, version, created_at, updated_at, paused",
+             RETURNING spec, version, created_at, updated_at, paused, last_fire_at",
         )
         .bind(name.as_str())
         .bind(reason)
