@@ -91,6 +91,8 @@ fn serve() -> String {
                 started_at: now,
                 openapi: Default::default(),
                 metrics: api::metrics(),
+                metrics_public: false,
+                job_pages: Default::default(),
             });
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(format!("http://{}", listener.local_addr().unwrap()))

@@ -2,11 +2,13 @@
 //!
 //! ```toml
 //! [settings]
-//! database = "cronwarden.db"        # SQLite file, relative to the daemon's working directory
+//! database = "cronwarden.db"        # SQLite file, relative to the daemon's working directory,
+//!                                   # or a PostgreSQL URL (postgres://user@host:5432/cronwarden)
 //! node = "web-1"                    # default: hostname-pid
 //! listen = "127.0.0.1:8420"
 //! max_concurrent_runs = 64          # across all jobs
 //! shutdown_grace = "30s"
+//! metrics_public = false            # true: /metrics needs no token
 //! [settings.retention]
 //! keep_last = 1000                  # runs kept per job
 //! max_age = "720h"                  # 30 days: durations go up to hours, days are not accepted
@@ -22,18 +24,27 @@
 //! Every setting has a default and `jobs` may be empty. `CRONWARDEN_*` environment variables
 //! ([`ENV_OVERRIDES`]) override the file's settings; an empty variable counts as unset.
 //!
+//! The store is SQLite by default: `database` names its file. To run on PostgreSQL (one database
+//! that several nodes share), set `CRONWARDEN_DATABASE_URL` to its URL
+//! (`postgres://user:password@host:5432/cronwarden`); it overrides `database` and
+//! `CRONWARDEN_DATABASE`, and keeps the password out of the file. A `postgres://` or
+//! `postgresql://` URL written as `database` works too. The password of such a URL is never
+//! shown: logs, `cronwarden validate --json` and error messages show
+//! [`Settings::database_shown`], with `[redacted]` in its place.
+//!
 //! Loading checks everything and reports every problem it finds rather than stopping at the
 //! first, each with the file, line and column, the job and the field: a production file with
 //! three mistakes should take one round of fixes, not three.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::fmt;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::Path;
 
+use cronwarden::executor::ConnectionSpec;
 use cronwarden::model::{JobName, JobSpec};
 use jiff::SignedDuration;
 use serde::Deserialize;
@@ -41,23 +52,36 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
 
 /// The environment variables that override settings, with the setting each one overrides.
-pub const ENV_OVERRIDES: [(&str, &str); 7] = [
+///
+/// They apply in this order, so that `CRONWARDEN_DATABASE_URL` wins over `CRONWARDEN_DATABASE`
+/// when both are set.
+pub const ENV_OVERRIDES: [(&str, &str); 9] = [
     ("CRONWARDEN_DATABASE", "database"),
+    (DATABASE_URL_VAR, "database"),
     ("CRONWARDEN_NODE", "node"),
     ("CRONWARDEN_LISTEN", "listen"),
     ("CRONWARDEN_MAX_CONCURRENT_RUNS", "max_concurrent_runs"),
     ("CRONWARDEN_SHUTDOWN_GRACE", "shutdown_grace"),
+    ("CRONWARDEN_METRICS_PUBLIC", "metrics_public"),
     ("CRONWARDEN_RETENTION_KEEP_LAST", "retention.keep_last"),
     ("CRONWARDEN_RETENTION_MAX_AGE", "retention.max_age"),
 ];
 
+/// The variable that points the daemon and the CLI at PostgreSQL: a `postgres://` URL, which
+/// overrides the `database` setting.
+pub const DATABASE_URL_VAR: &str = "CRONWARDEN_DATABASE_URL";
+
+/// What a URL's password is shown as.
+const REDACTED: &str = "[redacted]";
+
 /// The settings the `[settings]` table may hold (`retention` is a table of its own).
-const SETTINGS: [&str; 6] = [
+const SETTINGS: [&str; 7] = [
     "database",
     "node",
     "listen",
     "max_concurrent_runs",
     "shutdown_grace",
+    "metrics_public",
     "retention",
 ];
 const RETENTION: [&str; 2] = ["keep_last", "max_age"];
@@ -71,14 +95,21 @@ const DURATION_FORMS: &str =
 pub struct Config {
     /// The `[settings]` table, with the environment's overrides applied.
     pub settings: Settings,
+    /// The `[connections.NAME]` tables: the databases SQL jobs run against.
+    pub connections: BTreeMap<String, ConnectionSpec>,
     /// The `[[jobs]]`, in file order, each valid and uniquely named.
     pub jobs: Vec<JobSpec>,
 }
 
 /// How the daemon runs: the `[settings]` table.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Its `Debug` output shows the database as [`Settings::database_shown`] does: without a
+/// password.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Settings {
-    /// The SQLite database file; a relative path is relative to the daemon's working directory.
+    /// The store: a SQLite database file (a relative path is relative to the daemon's working
+    /// directory), or a PostgreSQL URL (`postgres://` or `postgresql://`; see
+    /// [`is_postgres_url`]). It may hold a password: show [`Settings::database_shown`].
     pub database: String,
     /// This node's name in claims and run records; `None` for the default, `hostname-pid`
     /// ([`Settings::node_name`]).
@@ -91,6 +122,9 @@ pub struct Settings {
     pub shutdown_grace: SignedDuration,
     /// How much run history is kept.
     pub retention: Retention,
+    /// Whether `/metrics` is served without a token (for a Prometheus that scrapes without
+    /// one, on a network that is trusted). Default: a viewer token is needed.
+    pub metrics_public: bool,
 }
 
 /// How much run history is kept: the `[settings.retention]` table. A run is pruned when either
@@ -112,6 +146,7 @@ impl Default for Settings {
             max_concurrent_runs: 64,
             shutdown_grace: SignedDuration::from_secs(30),
             retention: Retention::default(),
+            metrics_public: false,
         }
     }
 }
@@ -125,7 +160,32 @@ impl Default for Retention {
     }
 }
 
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("database", &self.database_shown())
+            .field("node", &self.node)
+            .field("listen", &self.listen)
+            .field("max_concurrent_runs", &self.max_concurrent_runs)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .field("retention", &self.retention)
+            .field("metrics_public", &self.metrics_public)
+            .finish()
+    }
+}
+
 impl Settings {
+    /// Whether the store is PostgreSQL (`database` is a `postgres://` URL) rather than SQLite.
+    pub fn is_postgres(&self) -> bool {
+        is_postgres_url(&self.database)
+    }
+
+    /// The database as it may be shown (logs, `validate --json`, messages): a URL's password
+    /// replaced by `[redacted]`; a SQLite path as it is.
+    pub fn database_shown(&self) -> Cow<'_, str> {
+        redact_url_password(&self.database)
+    }
+
     /// The node's name: the configured one, or `hostname-pid` (unique among processes that
     /// share a database, and readable in run records).
     pub fn node_name(&self) -> String {
@@ -162,6 +222,8 @@ pub enum Scope {
     File,
     /// An environment variable that overrides a setting.
     Env(String),
+    /// A `[connections.NAME]` table.
+    Connection(String),
     /// A job: its position among the jobs (from 0) and its name, when it has a valid one.
     Job {
         /// The job's position in the file, from 0.
@@ -176,6 +238,7 @@ impl fmt::Display for Scope {
         match self {
             Scope::File => Ok(()),
             Scope::Env(var) => write!(f, "environment variable {var}"),
+            Scope::Connection(name) => write!(f, "connection {name:?}"),
             Scope::Job {
                 name: Some(name), ..
             } => write!(f, "job {:?}", name.as_str()),
@@ -299,27 +362,36 @@ impl Config {
         let root = root.into_inner();
         let mut settings = Settings::default();
         let mut jobs = None;
+        let mut connections = BTreeMap::new();
+        // Every name under [connections], valid or not: a job naming an invalid connection
+        // is not reported again.
+        let mut declared = Vec::new();
         for (key, value) in root.iter() {
             let name: &str = key.get_ref();
             match name {
                 "settings" => check.settings(value, &mut settings),
+                "connections" => connections = check.connections(value, &mut declared),
                 "jobs" => jobs = Some(value),
                 other => check.error(
                     Scope::File,
                     Some(other.to_owned()),
                     Some(key.span()),
-                    unknown_key("top-level key", other, &["settings", "jobs"]),
+                    unknown_key("top-level key", other, &["settings", "connections", "jobs"]),
                 ),
             }
         }
         check.env_overrides(env, &mut settings);
         let jobs = match jobs {
-            Some(jobs) => check.jobs(jobs),
+            Some(jobs) => check.jobs(jobs, &declared),
             None => Vec::new(),
         };
         let errors = check.finish();
         if errors.is_empty() {
-            Ok(Config { settings, jobs })
+            Ok(Config {
+                settings,
+                connections,
+                jobs,
+            })
         } else {
             Err(errors)
         }
@@ -487,6 +559,8 @@ impl<'a> Checker<'a> {
                 None => Err("the value is not valid UTF-8".to_owned()),
                 // Deployment tools often set a variable to "" to mean "not set".
                 Some(text) if text.trim().is_empty() => Ok(()),
+                Some(text) if var == DATABASE_URL_VAR => database_url(text)
+                    .and_then(|()| apply_setting(settings, setting, Input::Env(text))),
                 Some(text) => apply_setting(settings, setting, Input::Env(text)),
             };
             if let Err(reason) = result {
@@ -500,7 +574,54 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn jobs(&mut self, jobs: &Spanned<DeValue<'_>>) -> Vec<JobSpec> {
+    /// The `[connections]` table: each entry a connection, checked like a job is.
+    fn connections(
+        &mut self,
+        value: &Spanned<DeValue<'_>>,
+        declared: &mut Vec<String>,
+    ) -> BTreeMap<String, ConnectionSpec> {
+        let mut out = BTreeMap::new();
+        let Some(table) = self.table(value, "connections") else {
+            return out;
+        };
+        for (key, value) in table.iter() {
+            let name: &str = key.get_ref();
+            declared.push(name.to_owned());
+            let scope = Scope::Connection(name.to_owned());
+            let DeValue::Table(fields) = value.get_ref() else {
+                self.error(
+                    scope,
+                    None,
+                    Some(value.span()),
+                    format!(
+                        "must be a table ([connections.{name}]) with a url, got {}",
+                        describe(value.get_ref())
+                    ),
+                );
+                continue;
+            };
+            match ConnectionSpec::deserialize(ValueDeserializer::from(value.clone())) {
+                Ok(spec) => match spec.validate() {
+                    Ok(()) => {
+                        out.insert(name.to_owned(), spec);
+                    }
+                    Err(e) => {
+                        let span = fields.get(e.field.as_str()).map(|v| v.span());
+                        self.error(scope, Some(e.field), span, e.reason);
+                    }
+                },
+                Err(e) => {
+                    let (path, span) = locate_error(fields, &e);
+                    let reason = serde_reason(fields, &path, e.message());
+                    let field = (!path.is_empty()).then(|| path_text(&path));
+                    self.error(scope, field, span.or(Some(value.span())), reason);
+                }
+            }
+        }
+        out
+    }
+
+    fn jobs(&mut self, jobs: &Spanned<DeValue<'_>>, connections: &[String]) -> Vec<JobSpec> {
         let DeValue::Array(list) = jobs.get_ref() else {
             self.error(
                 Scope::File,
@@ -524,6 +645,27 @@ impl<'a> Checker<'a> {
             .filter_map(|(job, raw)| self.job(raw, job))
             .collect();
         self.links(&raw);
+        for job in &raw {
+            let Some(name) = &job.connection else {
+                continue;
+            };
+            if !connections.contains(name.get_ref()) {
+                let mut reason = format!("no connection is named {:?}", name.get_ref());
+                match closest(name.get_ref(), connections.iter().map(String::as_str)) {
+                    Some(close) => reason.push_str(&format!("; did you mean {close:?}?")),
+                    None if connections.is_empty() => {
+                        reason.push_str(" (declare it in a [connections.NAME] table with its url)")
+                    }
+                    None => {}
+                }
+                self.error(
+                    job.scope(),
+                    Some("action.connection".to_owned()),
+                    Some(name.span()),
+                    reason,
+                );
+            }
+        }
         specs
     }
 
@@ -550,8 +692,7 @@ impl<'a> Checker<'a> {
                 Ok(spec) => match spec.validate() {
                     Ok(()) => return clean.then_some(spec),
                     Err(e) => {
-                        let path: Vec<Seg> =
-                            e.field.split('.').map(|k| Seg::Key(k.to_owned())).collect();
+                        let path = field_path(&e.field);
                         let span = deepest_span(original, &path);
                         (path, span, e.reason)
                     }
@@ -705,6 +846,8 @@ struct RawJob {
     index: usize,
     name: Option<Spanned<JobName>>,
     after: Vec<Spanned<JobName>>,
+    /// The connection an SQL action names.
+    connection: Option<Spanned<String>>,
 }
 
 impl RawJob {
@@ -723,6 +866,18 @@ impl RawJob {
                 Some(DeValue::Array(list)) => list.iter().filter_map(name_of).collect(),
                 _ => Vec::new(),
             },
+            connection: table
+                .and_then(|t| t.get("action"))
+                .and_then(|a| a.get_ref().as_table())
+                .filter(|a| {
+                    a.get("type")
+                        .is_some_and(|t| matches!(t.get_ref(), DeValue::String(s) if s == "sql"))
+                })
+                .and_then(|a| a.get("connection"))
+                .and_then(|c| match c.get_ref() {
+                    DeValue::String(s) => Some(Spanned::new(c.span(), s.to_string())),
+                    _ => None,
+                }),
         }
     }
 
@@ -739,6 +894,22 @@ impl RawJob {
 enum Seg {
     Key(String),
     Index(usize),
+}
+
+/// The path of a field named as [`path_text`] writes it (`action.script[1]`).
+fn field_path(field: &str) -> Vec<Seg> {
+    let mut path = Vec::new();
+    for part in field.split('.') {
+        let mut pieces = part.split('[');
+        path.push(Seg::Key(pieces.next().unwrap_or_default().to_owned()));
+        for index in pieces {
+            match index.trim_end_matches(']').parse() {
+                Ok(i) => path.push(Seg::Index(i)),
+                Err(_) => return path,
+            }
+        }
+    }
+    path
 }
 
 /// A path as written in the file: `retry.max_attempts`, `after[1]`.
@@ -1104,6 +1275,18 @@ impl Input<'_, '_> {
         }
     }
 
+    fn boolean(&self) -> Result<bool, String> {
+        match self {
+            Input::Toml(DeValue::Boolean(b)) => Ok(*b),
+            Input::Toml(other) => Err(format!("expected true or false, got {}", describe(other))),
+            Input::Env(s) => match s.trim() {
+                "true" | "1" => Ok(true),
+                "false" | "0" => Ok(false),
+                other => Err(format!("{other:?} is not true or false")),
+            },
+        }
+    }
+
     fn integer(&self) -> Result<i128, String> {
         match self {
             Input::Toml(DeValue::Integer(i)) => i128::from_str_radix(i.as_str(), i.radix())
@@ -1128,32 +1311,149 @@ fn apply_setting(settings: &mut Settings, name: &str, input: Input<'_, '_>) -> R
         "shutdown_grace" => settings.shutdown_grace = duration(input.text()?, true)?,
         "retention.keep_last" => settings.retention.keep_last = at_least_one(input.integer()?)?,
         "retention.max_age" => settings.retention.max_age = duration(input.text()?, false)?,
+        "metrics_public" => settings.metrics_public = input.boolean()?,
         _ => return Err(format!("unknown setting `{name}`")),
     }
     Ok(())
 }
 
-fn database(path: &str) -> Result<String, String> {
-    if path.trim().is_empty() {
-        return Err("must name the SQLite database file, such as \"cronwarden.db\"".to_owned());
-    }
-    // The SQLite store opens whatever it is given as a file name: a URL would silently become
-    // a file called "postgres:".
-    if let Some((scheme, _)) = path.split_once("://") {
+fn database(text: &str) -> Result<String, String> {
+    if text.trim().is_empty() {
         return Err(
-            if scheme.eq_ignore_ascii_case("postgres") || scheme.eq_ignore_ascii_case("postgresql")
-            {
-                "PostgreSQL is not supported yet: use a SQLite file path such as \"cronwarden.db\""
-                    .to_owned()
-            } else {
-                format!(
-                    "{path:?} looks like a URL; the database is a SQLite file path such as \
-                     \"/var/lib/cronwarden/cronwarden.db\""
-                )
-            },
+            "must name the SQLite database file, such as \"cronwarden.db\", or be a PostgreSQL \
+             URL, such as \"postgres://cronwarden@db.internal:5432/cronwarden\""
+                .to_owned(),
         );
     }
-    Ok(path.to_owned())
+    if is_postgres_url(text) {
+        // Checked here, so that a malformed URL is reported with the rest of the file rather
+        // than when the daemon connects. Not repeated: where a malformed URL's password ends
+        // cannot be told, and the parser's message never holds the input.
+        return match reqwest::Url::parse(text) {
+            Ok(_) => Ok(text.to_owned()),
+            Err(e) => Err(format!(
+                "not a valid PostgreSQL URL ({e}); write it as \
+                 \"postgres://user:password@host:5432/database\", with any of :/?#@ in the \
+                 password percent-encoded"
+            )),
+        };
+    }
+    // The SQLite store opens whatever it is given as a file name: any other URL would silently
+    // become a file called "mysql:" or the like. Only the scheme is repeated: the rest may
+    // hold a password.
+    if let Some((scheme, _)) = text.split_once("://") {
+        return Err(format!(
+            "a {scheme}:// URL is not a database cronwarden can use: give a SQLite file path \
+             such as \"/var/lib/cronwarden/cronwarden.db\" or a PostgreSQL URL (postgres://)"
+        ));
+    }
+    Ok(text.to_owned())
+}
+
+/// `CRONWARDEN_DATABASE_URL` is for PostgreSQL only; a SQLite file goes in
+/// `CRONWARDEN_DATABASE`. The value is not repeated: it may be a credential.
+fn database_url(text: &str) -> Result<(), String> {
+    if is_postgres_url(text) {
+        return Ok(());
+    }
+    let got = match text.split_once("://") {
+        Some((scheme, _)) => format!("a {scheme}:// URL"),
+        None => "no URL".to_owned(),
+    };
+    Err(format!(
+        "must be a PostgreSQL URL such as \"postgres://user:password@host:5432/cronwarden\", got \
+         {got} (a SQLite file is named by CRONWARDEN_DATABASE or the database setting)"
+    ))
+}
+
+/// Whether `database` names a PostgreSQL database (a `postgres://` or `postgresql://` URL, the
+/// scheme in any case) rather than a SQLite file.
+pub fn is_postgres_url(database: &str) -> bool {
+    database.split_once("://").is_some_and(|(scheme, _)| {
+        scheme.eq_ignore_ascii_case("postgres") || scheme.eq_ignore_ascii_case("postgresql")
+    })
+}
+
+/// The passwords a database URL holds, as written: the one in its user information
+/// (`user:password@`) and any `password=` query parameter. None for a file path.
+pub fn url_passwords(database: &str) -> Vec<&str> {
+    let mut found = Vec::new();
+    let Some((_, rest)) = database.split_once("://") else {
+        return found;
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    if let Some((userinfo, _)) = rest[..authority_end].rsplit_once('@') {
+        if let Some((_, password)) = userinfo.split_once(':') {
+            if !password.is_empty() {
+                found.push(password);
+            }
+        }
+    }
+    if let Some((_, query)) = rest.split_once('?') {
+        let query = query.split('#').next().unwrap_or_default();
+        for pair in query.split('&') {
+            if let Some((key, value)) = pair.split_once('=') {
+                if key.eq_ignore_ascii_case("password") && !value.is_empty() {
+                    found.push(value);
+                }
+            }
+        }
+    }
+    found
+}
+
+/// `database` with the passwords of [`url_passwords`] replaced by `[redacted]`: what may be
+/// shown of it.
+pub fn redact_url_password(database: &str) -> Cow<'_, str> {
+    let Some((scheme, rest)) = database.split_once("://") else {
+        return Cow::Borrowed(database);
+    };
+    if url_passwords(database).is_empty() {
+        return Cow::Borrowed(database);
+    }
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let mut shown = format!("{scheme}://");
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            match userinfo.split_once(':') {
+                Some((user, password)) if !password.is_empty() => {
+                    shown.push_str(&format!("{user}:{REDACTED}"));
+                }
+                _ => shown.push_str(userinfo),
+            }
+            shown.push('@');
+            shown.push_str(host);
+        }
+        None => shown.push_str(authority),
+    }
+    let (before_query, query_and_fragment) = match tail.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (tail, None),
+    };
+    shown.push_str(before_query);
+    if let Some(rest) = query_and_fragment {
+        let (query, fragment) = match rest.split_once('#') {
+            Some((query, fragment)) => (query, Some(fragment)),
+            None => (rest, None),
+        };
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, value)) if key.eq_ignore_ascii_case("password") && !value.is_empty() => {
+                    format!("{key}={REDACTED}")
+                }
+                _ => pair.to_owned(),
+            })
+            .collect();
+        shown.push('?');
+        shown.push_str(&pairs.join("&"));
+        if let Some(fragment) = fragment {
+            shown.push('#');
+            shown.push_str(fragment);
+        }
+    }
+    Cow::Owned(shown)
 }
 
 fn node(name: &str) -> Result<String, String> {
@@ -1330,6 +1630,7 @@ mod tests {
             ("CRONWARDEN_SHUTDOWN_GRACE", "2m"),
             ("CRONWARDEN_RETENTION_KEEP_LAST", "10"),
             ("CRONWARDEN_RETENTION_MAX_AGE", "48h"),
+            ("CRONWARDEN_METRICS_PUBLIC", "true"),
             // Not ours: ignored, even when it looks like it.
             ("PATH", "/bin"),
             ("CRONWARDEN_COLOUR", "blue"),
@@ -1342,6 +1643,13 @@ mod tests {
         assert_eq!(s.shutdown_grace, SignedDuration::from_mins(2));
         assert_eq!(s.retention.keep_last, 10);
         assert_eq!(s.retention.max_age, SignedDuration::from_hours(48));
+        assert!(s.metrics_public);
+        let errors =
+            Config::parse("t.toml", "[settings]\nmetrics_public = \"yes\"\n", env).unwrap_err();
+        assert_eq!(
+            errors[0].to_string(),
+            "t.toml:2:18: settings.metrics_public: expected true or false, got string \"yes\""
+        );
     }
 
     #[test]
@@ -1369,7 +1677,7 @@ mod tests {
             messages,
             [
                 "t.toml:2:1: settings.keep: unknown setting `keep`, expected one of: database, \
-                 node, listen, max_concurrent_runs, shutdown_grace, retention",
+                 node, listen, max_concurrent_runs, shutdown_grace, metrics_public, retention",
                 "environment variable CRONWARDEN_LISTEN: settings.listen: \"localhost:8420\" is \
                  not an IP address and port such as \"127.0.0.1:8420\" or \"[::]:8420\" (host \
                  names are not looked up)",
@@ -1398,7 +1706,7 @@ mod tests {
     fn bad_settings_are_each_reported() {
         let messages = messages(
             r#"[settings]
-database = "postgres://db/cronwarden"
+database = "mysql://root:hunter2@db/cronwarden"
 node = "web 1"
 listen = 8420
 max_concurrent_runs = 0
@@ -1412,8 +1720,9 @@ keep_frist = 3
         assert_eq!(
             messages,
             [
-                "test.toml:2:12: settings.database: PostgreSQL is not supported yet: use a SQLite \
-                 file path such as \"cronwarden.db\"",
+                "test.toml:2:12: settings.database: a mysql:// URL is not a database cronwarden \
+                 can use: give a SQLite file path such as \"/var/lib/cronwarden/cronwarden.db\" \
+                 or a PostgreSQL URL (postgres://)",
                 "test.toml:3:8: settings.node: \"web 1\" is not a node name: use 1-255 characters \
                  without spaces",
                 "test.toml:4:10: settings.listen: expected a string, got integer 8420",
@@ -1427,6 +1736,162 @@ keep_frist = 3
             ]
         );
         assert!(parse("[settings]\nshutdown_grace = \"0s\"\n").is_ok());
+    }
+
+    #[test]
+    fn a_postgres_url_as_the_database_selects_postgres() {
+        for url in [
+            "postgres://cronwarden@db.internal:5432/cronwarden",
+            "postgresql://db.internal/cronwarden?sslmode=require",
+            "POSTGRES://db.internal/cronwarden",
+        ] {
+            let s = parse(&format!("[settings]\ndatabase = {url:?}\n"))
+                .unwrap()
+                .settings;
+            assert_eq!(s.database, url);
+            assert!(s.is_postgres(), "{url}");
+            assert_eq!(s.database_shown(), url, "no password, nothing to hide");
+        }
+        // Relative and absolute SQLite paths stay SQLite.
+        for path in ["cronwarden.db", "state/cw.db", "/var/lib/cronwarden/cw.db"] {
+            let s = parse(&format!("[settings]\ndatabase = {path:?}\n"))
+                .unwrap()
+                .settings;
+            assert_eq!(s.database, path);
+            assert!(!s.is_postgres(), "{path}");
+            assert_eq!(s.database_shown(), path);
+        }
+        assert!(!Settings::default().is_postgres());
+    }
+
+    #[test]
+    fn a_malformed_postgres_url_is_reported_without_repeating_it() {
+        let malformed =
+            messages("[settings]\ndatabase = \"postgres://cw:s3cret@db:notaport/cw\"\n");
+        assert_eq!(
+            malformed,
+            [
+                "test.toml:2:12: settings.database: not a valid PostgreSQL URL (invalid port \
+              number); write it as \"postgres://user:password@host:5432/database\", with any of \
+              :/?#@ in the password percent-encoded"
+            ]
+        );
+        let empty = messages("[settings]\ndatabase = \"\"\n");
+        assert_eq!(
+            empty,
+            [
+                "test.toml:2:12: settings.database: must name the SQLite database file, such as \
+              \"cronwarden.db\", or be a PostgreSQL URL, such as \
+              \"postgres://cronwarden@db.internal:5432/cronwarden\""
+            ]
+        );
+    }
+
+    #[test]
+    fn the_database_url_variable_selects_postgres_over_the_file_and_cronwarden_database() {
+        let url = "postgres://cw:s3cret-pw@db.internal:5432/cronwarden";
+        let text = "[settings]\ndatabase = \"file.db\"\n";
+        let s = Config::parse("t.toml", text, [(DATABASE_URL_VAR, url)])
+            .unwrap()
+            .settings;
+        assert_eq!(s.database, url);
+        assert!(s.is_postgres());
+        // Whatever order the environment lists them in, the URL wins.
+        for env in [
+            [
+                ("CRONWARDEN_DATABASE", "/data/env.db"),
+                (DATABASE_URL_VAR, url),
+            ],
+            [
+                (DATABASE_URL_VAR, url),
+                ("CRONWARDEN_DATABASE", "/data/env.db"),
+            ],
+        ] {
+            let s = Config::parse("t.toml", text, env).unwrap().settings;
+            assert_eq!(s.database, url);
+        }
+        // Empty is unset, as for every variable.
+        let s = Config::parse("t.toml", text, [(DATABASE_URL_VAR, " ")])
+            .unwrap()
+            .settings;
+        assert_eq!(s.database, "file.db");
+        assert!(ENV_OVERRIDES.contains(&(DATABASE_URL_VAR, "database")));
+    }
+
+    #[test]
+    fn the_database_url_variable_takes_postgres_urls_only_and_never_repeats_its_value() {
+        let env = [
+            (DATABASE_URL_VAR, "mysql://root:s3cret-pw@db/cw"),
+            ("CRONWARDEN_LISTEN", "nowhere"),
+        ];
+        let errors = Config::parse("t.toml", "", env).unwrap_err();
+        let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(messages.len(), 2, "{messages:?}");
+        assert_eq!(
+            messages[0],
+            "environment variable CRONWARDEN_DATABASE_URL: settings.database: must be a \
+             PostgreSQL URL such as \"postgres://user:password@host:5432/cronwarden\", got a \
+             mysql:// URL (a SQLite file is named by CRONWARDEN_DATABASE or the database setting)"
+        );
+        assert_eq!(errors[0].scope, Scope::Env(DATABASE_URL_VAR.to_owned()));
+        let errors = Config::parse("t.toml", "", [(DATABASE_URL_VAR, "state.db")]).unwrap_err();
+        assert!(errors[0].reason.ends_with(
+            "got no URL (a SQLite file is named by CRONWARDEN_DATABASE or the database setting)"
+        ));
+        let errors = Config::parse(
+            "t.toml",
+            "",
+            [(DATABASE_URL_VAR, "postgres://cw:s3cret-pw@db:port/cw")],
+        )
+        .unwrap_err();
+        assert_eq!(
+            errors[0].to_string(),
+            "environment variable CRONWARDEN_DATABASE_URL: settings.database: not a valid \
+             PostgreSQL URL (invalid port number); write it as \
+             \"postgres://user:password@host:5432/database\", with any of :/?#@ in the password \
+             percent-encoded"
+        );
+    }
+
+    #[test]
+    fn a_database_urls_password_is_never_shown() {
+        let cases = [
+            (
+                "postgres://cw:s3cret-pw@db.internal:5432/cronwarden",
+                "postgres://cw:[redacted]@db.internal:5432/cronwarden",
+            ),
+            // An `@` or `:` in the password, percent-encoded; the last `@` ends the user info.
+            (
+                "postgresql://cw:p%40ss:w0rd@db/cw?sslmode=require",
+                "postgresql://cw:[redacted]@db/cw?sslmode=require",
+            ),
+            (
+                "postgres://cw@db/cw?sslmode=require&password=s3cret-pw#x",
+                "postgres://cw@db/cw?sslmode=require&password=[redacted]#x",
+            ),
+            ("postgres://cw:@db/cw", "postgres://cw:@db/cw"),
+            ("postgres://cw@db/cw", "postgres://cw@db/cw"),
+            ("state.db", "state.db"),
+        ];
+        for (url, shown) in cases {
+            assert_eq!(redact_url_password(url), shown);
+            let settings = Settings {
+                database: url.to_owned(),
+                ..Settings::default()
+            };
+            assert_eq!(settings.database_shown(), shown);
+            let debug = format!("{settings:?}");
+            assert!(debug.contains(shown), "{debug}");
+            assert!(
+                !debug.contains("s3cret") && !debug.contains("w0rd"),
+                "{debug}"
+            );
+        }
+        assert_eq!(
+            url_passwords("postgres://cw:one@db/cw?password=two"),
+            ["one", "two"]
+        );
+        assert!(url_passwords("cronwarden.db").is_empty());
     }
 
     #[test]
@@ -1452,7 +1917,7 @@ keep_frist = 3
         assert_eq!(found[0].position, Some(Position { line: 1, column: 1 }));
         assert_eq!(
             found[0].to_string(),
-            "test.toml:1:1: x: unknown top-level key `x`, expected one of: settings, jobs"
+            "test.toml:1:1: x: unknown top-level key `x`, expected one of: settings, connections, jobs"
         );
     }
 
@@ -1565,7 +2030,8 @@ max_concurrency = 0
                 (
                     at(1, "b"),
                     "action.type".into(),
-                    "unknown variant `python`, expected `command` or `rust`".into()
+                    "unknown variant `python`, expected one of `command`, `rust`, `http`, `sql`"
+                        .into()
                 ),
                 (
                     at(1, "b"),
@@ -1724,6 +2190,93 @@ after = ["x"]
                 "misfire_grace",
                 "max_concurrency",
                 "after",
+            ]
+        );
+    }
+
+    #[test]
+    fn connections_and_sql_and_http_jobs_are_read() {
+        let config = parse(
+            r#"
+            [connections.app]
+            url = "postgres://app:${env:APP_DB_PASSWORD}@127.0.0.1/app"
+            max_connections = 2
+
+            [[jobs]]
+            name = "purge"
+            schedule = "@hourly"
+            action = { type = "sql", connection = "app", statement = "DELETE FROM t WHERE id IN (SELECT id FROM t LIMIT 1000)", batch = true }
+
+            [[jobs]]
+            name = "sync"
+            schedule = "*/5 * * * *"
+            [jobs.action]
+            type = "http"
+            method = "POST"
+            url = "https://org.example/api/sync"
+            headers = { Authorization = "Bearer ${env:ORG_TOKEN}" }
+            json = { batch = 50 }
+            "#,
+        )
+        .unwrap();
+        let app = &config.connections["app"];
+        assert_eq!(app.max_connections, 2);
+        assert!(
+            app.url.contains("${env:APP_DB_PASSWORD}"),
+            "kept unresolved"
+        );
+        match &config.jobs[0].action {
+            Action::Sql(sql) => {
+                assert_eq!(sql.connection, "app");
+                assert!(sql.batch);
+            }
+            other => panic!("{other:?}"),
+        }
+        match &config.jobs[1].action {
+            Action::Http(http) => {
+                assert_eq!(http.json, Some(serde_json::json!({"batch": 50})));
+                assert_eq!(http.headers["Authorization"], "Bearer ${env:ORG_TOKEN}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn connection_and_action_errors_name_the_connection_or_job_and_field() {
+        let found = messages(
+            r#"
+            [connections.app]
+            url = "oracle://db"
+            [connections.reports]
+            url = "sqlite:reports.db"
+            pool = 3
+
+            [[jobs]]
+            name = "purge"
+            action = { type = "sql", connection = "ap", statement = "DELETE FROM t" }
+
+            [[jobs]]
+            name = "report"
+            action = { type = "sql", connection = "reports", script = ["SELECT 1", " "] }
+
+            [[jobs]]
+            name = "call"
+            action = { type = "http", url = "org.example/sync" }
+
+            [[jobs]]
+            name = "hook"
+            action = { type = "http", url = "https://org.example/sync", headers = { A = "${env:}" } }
+            "#,
+        );
+        assert_eq!(
+            found,
+            [
+                "test.toml:3:19: connection \"app\": url: must start with postgres://, mysql://, mariadb:// or sqlite:",
+                "test.toml:6:13: connection \"reports\": pool: unknown field `pool`, expected one of `url`, `max_connections`, `connect_timeout`",
+                "test.toml:10:51: job \"purge\": action.connection: no connection is named \"ap\"; did you mean \"app\"?",
+                "test.toml:14:84: job \"report\": action.script[1]: is empty",
+                "test.toml:18:45: job \"call\": action.url: must be an http:// or https:// URL, got \"org.example/sync\"",
+                "test.toml:22:89: job \"hook\": action.headers.A: ${env:} names nothing",
             ]
         );
     }

@@ -28,11 +28,19 @@ fn token(role: Role) -> String {
 }
 
 async fn app() -> App {
+    app_with(false).await
+}
+
+/// The app, with `/metrics` open to callers without a token or not.
+async fn app_with(metrics_public: bool) -> App {
+    // A counter, not the time: two tests starting in the same instant got the same store.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let dir = std::env::temp_dir().join(format!(
         "cronwarden-api-{}-{}",
         std::process::id(),
-        Timestamp::now().as_nanosecond()
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let store = Arc::new(
         SqliteStore::open(dir.join("state.db").to_str().unwrap())
@@ -68,6 +76,8 @@ async fn app() -> App {
         started_at: Timestamp::now(),
         openapi: Default::default(),
         metrics: api::metrics(),
+        metrics_public,
+        job_pages: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -595,11 +605,22 @@ async fn metrics_parse_and_move_when_jobs_run() {
     };
     let series = "cronwarden_runs_total{job=\"report\",status=\"succeeded\"}";
     let before = count(&scrape().await, series);
+    // One after the other: a trigger while the job runs would be skipped (overlap = skip).
+    let mut events = app.scheduler.subscribe();
     for _ in 0..3 {
         app.scheduler
             .trigger(&JobName::new("report").unwrap())
             .await
             .unwrap();
+        loop {
+            let event = tokio::time::timeout(std::time::Duration::from_secs(10), events.recv())
+                .await
+                .expect("the run finishes")
+                .unwrap();
+            if matches!(event, cronwarden::scheduler::SchedulerEvent::RunFinished(_)) {
+                break;
+            }
+        }
     }
     let mut after = before;
     for _ in 0..500 {
@@ -723,4 +744,158 @@ async fn readiness_follows_the_loop() {
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     let not_ready: Value = response.json().await.unwrap();
     assert_eq!(not_ready["loop_running"], false);
+}
+
+#[tokio::test]
+async fn literal_credentials_in_definitions_never_appear_in_responses_or_the_audit_log() {
+    let app = app().await;
+    let admin = token(Role::Admin);
+    let job = json!({
+        "name": "webhook",
+        "action": {
+            "type": "http",
+            "method": "POST",
+            "url": "https://hooks:pa55word-literal@hooks.example/notify",
+            "headers": {"Authorization": "Bearer literal-bearer-9f8e", "X-Org-Key": "${env:ORG_KEY}"},
+            "hmac_secret": "literal-hmac-7d6c",
+        },
+    });
+    let created = app
+        .client
+        .post(format!("{}/api/v1/jobs", app.base))
+        .bearer_auth(&admin)
+        .json(&job)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let literals = [
+        "pa55word-literal",
+        "literal-bearer-9f8e",
+        "literal-hmac-7d6c",
+    ];
+    let read = |path: &str| {
+        let request = app
+            .client
+            .get(format!("{}{path}", app.base))
+            .bearer_auth(&admin);
+        async move { request.send().await.unwrap().text().await.unwrap() }
+    };
+    let created = created.text().await.unwrap();
+    for (what, text) in [
+        ("the create response", created),
+        ("GET /jobs/webhook", read("/api/v1/jobs/webhook").await),
+        ("GET /jobs", read("/api/v1/jobs").await),
+        ("GET /audit", read("/api/v1/audit").await),
+    ] {
+        for literal in literals {
+            assert!(!text.contains(literal), "{what} shows {literal}: {text}");
+        }
+        assert!(text.contains("[redacted]"), "{what}: {text}");
+    }
+    let shown: Value = serde_json::from_str(&read("/api/v1/jobs/webhook").await).unwrap();
+    assert_eq!(
+        shown["spec"]["action"]["headers"]["X-Org-Key"],
+        "${env:ORG_KEY}"
+    );
+
+    // Written back as read, with a change: the stored credentials are the originals.
+    let mut spec = shown["spec"].clone();
+    spec["description"] = json!("notify the hooks service");
+    let put = app
+        .client
+        .put(format!("{}/api/v1/jobs/webhook", app.base))
+        .bearer_auth(&admin)
+        .json(&spec)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), StatusCode::OK);
+    let stored = app
+        .store
+        .get_job(&JobName::new("webhook").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.spec.description, "notify the hooks service");
+    let Action::Http(http) = stored.spec.action else {
+        panic!("an HTTP job");
+    };
+    assert_eq!(
+        http.url,
+        "https://hooks:pa55word-literal@hooks.example/notify"
+    );
+    assert_eq!(http.headers["Authorization"], "Bearer literal-bearer-9f8e");
+    assert_eq!(http.hmac_secret.as_deref(), Some("literal-hmac-7d6c"));
+}
+
+#[tokio::test]
+async fn metrics_can_be_served_without_a_token_when_so_configured() {
+    let closed = app().await;
+    assert_eq!(
+        closed.call("GET", "/metrics", None).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let open = app_with(true).await;
+    let response = open.call("GET", "/metrics", None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(!parse_exposition(&response.text().await.unwrap()).is_empty());
+    // Only /metrics: the rest still needs a token.
+    assert_eq!(
+        open.call("GET", "/api/v1/jobs", None).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn a_job_page_shows_every_change_however_often_it_is_read() {
+    // Pages are reused while they hold: each change, through the API or straight into the
+    // store by another process, must show on the very next read.
+    let app = app().await;
+    let viewer = token(Role::Viewer);
+    let page = || async {
+        let response = app
+            .call("GET", "/api/v1/jobs?limit=10", Some(&viewer))
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json::<Value>().await.unwrap()
+    };
+    let report = |page: &Value| page["jobs"][0].clone();
+    let first = page().await;
+    assert_eq!(page().await, first, "nothing changed");
+    assert_eq!(report(&first)["spec"]["description"], "");
+
+    let response = app
+        .call("PATCH", "/api/v1/jobs/report", Some(&token(Role::Admin)))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(report(&page().await)["spec"]["description"], "patched");
+
+    // Another process pauses it, straight in the store.
+    app.store
+        .set_paused(&JobName::new("report").unwrap(), Some("maintenance"))
+        .await
+        .unwrap();
+    let paused = report(&page().await);
+    assert_eq!(paused["paused"], "maintenance");
+    assert_eq!(paused["enabled"], false);
+
+    // A job created through the scheduler (not the API) appears.
+    app.scheduler
+        .upsert_job(report_job_named("report-2"))
+        .await
+        .unwrap();
+    let names: Vec<String> = page().await["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["report", "report-2"]);
+}
+
+fn report_job_named(name: &str) -> JobSpec {
+    let mut job = report_job();
+    job.name = JobName::new(name).unwrap();
+    job
 }

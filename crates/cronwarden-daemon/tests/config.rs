@@ -8,8 +8,10 @@ use serde_json::Value;
 
 /// The variables that override settings: removed from every run so that the developer's own
 /// environment cannot change a test's outcome.
-const OVERRIDES: [&str; 7] = [
+const OVERRIDES: [&str; 9] = [
     "CRONWARDEN_DATABASE",
+    "CRONWARDEN_DATABASE_URL",
+    "CRONWARDEN_METRICS_PUBLIC",
     "CRONWARDEN_NODE",
     "CRONWARDEN_LISTEN",
     "CRONWARDEN_MAX_CONCURRENT_RUNS",
@@ -357,6 +359,63 @@ fn environment_variables_override_settings() {
     assert_eq!(doc["settings"]["max_concurrent_runs"], 8);
     assert_eq!(doc["settings"]["node"], "from-env");
     assert_eq!(doc["settings"]["retention"]["max_age"], "48h");
+}
+
+#[test]
+fn the_database_url_variable_points_at_postgres_and_its_password_is_never_shown() {
+    let path = write("env-database-url", "[settings]\ndatabase = \"file.db\"\n");
+    let env = [
+        ("CRONWARDEN_DATABASE", "env.db"),
+        (
+            "CRONWARDEN_DATABASE_URL",
+            "postgres://cw:not-a-real-pw-123@db.internal:5432/cronwarden?sslmode=require",
+        ),
+    ];
+    let out = run(&path, &["--json"], &env);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let doc: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        doc["settings"]["database"],
+        "postgres://cw:[redacted]@db.internal:5432/cronwarden?sslmode=require"
+    );
+    assert!(!out.stdout.contains("not-a-real-pw-123"), "{}", out.stdout);
+
+    // Only PostgreSQL: the error names the variable and the problem, not the value.
+    let bad = run(
+        &path,
+        &["--json"],
+        &[(
+            "CRONWARDEN_DATABASE_URL",
+            "mysql://root:not-a-real-pw-123@db/cw",
+        )],
+    );
+    assert_eq!(bad.code, Some(2));
+    assert_eq!(
+        bad.stderr,
+        "error: environment variable CRONWARDEN_DATABASE_URL: settings.database: must be a \
+         PostgreSQL URL such as \"postgres://user:password@host:5432/cronwarden\", got a \
+         mysql:// URL (a SQLite file is named by CRONWARDEN_DATABASE or the database setting)\n\
+         error: FILE is not valid (1 error)\n"
+    );
+    let doc: Value = serde_json::from_str(&bad.stdout).unwrap();
+    assert_eq!(doc["errors"][0]["env"], "CRONWARDEN_DATABASE_URL");
+    assert!(!bad.stdout.contains("not-a-real-pw-123"), "{}", bad.stdout);
+}
+
+#[test]
+fn a_postgres_url_in_the_file_is_valid_and_shown_without_its_password() {
+    let path = write(
+        "database-postgres",
+        "[settings]\ndatabase = \"postgresql://cw:not-a-real-pw-123@db.internal/cronwarden\"\n",
+    );
+    let run = run(&path, &["--json"], &[]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let doc: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(
+        doc["settings"]["database"],
+        "postgresql://cw:[redacted]@db.internal/cronwarden"
+    );
+    assert!(!run.stdout.contains("not-a-real-pw-123"));
 }
 
 #[test]

@@ -6,8 +6,10 @@ use std::process::Command;
 
 /// The environment variables that override settings: unset, so that the caller's environment
 /// cannot change what is validated.
-const OVERRIDES: [&str; 7] = [
+const OVERRIDES: [&str; 9] = [
     "CRONWARDEN_DATABASE",
+    "CRONWARDEN_DATABASE_URL",
+    "CRONWARDEN_METRICS_PUBLIC",
     "CRONWARDEN_NODE",
     "CRONWARDEN_LISTEN",
     "CRONWARDEN_MAX_CONCURRENT_RUNS",

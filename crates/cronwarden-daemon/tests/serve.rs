@@ -1,12 +1,14 @@
 //! `cronwarden serve` as a real process: it runs jobs, stops gracefully on SIGTERM, and after a
-//! SIGKILL the next start accounts for every run that was in flight.
+//! SIGKILL the next start accounts for every run that was in flight. On SQLite, and on
+//! PostgreSQL (`CRONWARDEN_TEST_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/test`;
+//! skipped when no server answers, except under `CI=true`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cronwarden::model::{JobName, Run, RunStatus, Trigger};
-use cronwarden::store::{RunFilter, SqliteStore, Store};
+use cronwarden::store::{PostgresStore, RunFilter, SqliteStore, Store};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -218,9 +220,14 @@ misfire = { mode = "skip" }
 }
 
 fn cli(dir: &Path, args: &[&str]) -> std::process::Output {
+    cli_with_env(dir, args, &[])
+}
+
+fn cli_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_cronwarden"))
         .args(args)
         .args(["--config", "cronwarden.toml"])
+        .envs(env.iter().copied())
         .current_dir(dir)
         .output()
         .unwrap()
@@ -436,5 +443,361 @@ action = { type = "command", argv = ["true"] }
     assert!(!log.contains(&token) && !log.contains("bootstrap-admin-token-0123456789"));
 
     assert_eq!(signal_and_wait(&mut daemon, Signal::SIGTERM), Some(0));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_secret_value_reaches_the_job_but_never_the_store_or_the_logs() {
+    let dir = temp_dir("secret");
+    let secret = "sk-live-4be1f0c9d2a7";
+    std::fs::write(dir.join("token.txt"), format!("{secret}-file\n")).unwrap();
+    std::fs::write(
+        dir.join("cronwarden.toml"),
+        r#"
+[settings]
+database = "state.db"
+listen = "127.0.0.1:0"
+
+# A careless job: it prints its credentials, to stdout and stderr, and fails.
+[[jobs]]
+name = "leaky"
+schedule = "* * * * * *"
+action = { type = "command", argv = ["sh", "-c", "echo \"using $1 and $2\" > seen.txt; echo \"token $1\"; echo \"file $2\" >&2; exit 3", "sh", "${env:CW_TEST_LEAK_SECRET}", "${file:token.txt}"] }
+"#,
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.join("daemon.log")).unwrap();
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_cronwarden"))
+        .args(["serve", "--config", "cronwarden.toml"])
+        .current_dir(&dir)
+        .env("CW_TEST_LEAK_SECRET", secret)
+        .env("CRONWARDEN_LOG", "debug")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(15), "two failed runs", || {
+        runs(&dir, "leaky")
+            .iter()
+            .filter(|r| r.status == RunStatus::Failed)
+            .count()
+            >= 2
+    });
+    assert_eq!(signal_and_wait(&mut daemon, Signal::SIGTERM), Some(0));
+    // The job got the real values...
+    let seen = std::fs::read_to_string(dir.join("seen.txt")).unwrap();
+    assert_eq!(seen.trim(), format!("using {secret} and {secret}-file"));
+    // ...its recorded output has them cut out...
+    let run = runs(&dir, "leaky")
+        .into_iter()
+        .find(|r| r.status == RunStatus::Failed)
+        .unwrap();
+    let output = run.output.unwrap();
+    assert!(
+        output.contains("token [redacted]") && output.contains("file [redacted]"),
+        "{output}"
+    );
+    // ...and no byte of the database, its write-ahead log or the daemon's log holds them.
+    for file in ["state.db", "state.db-wal", "daemon.log"] {
+        if let Ok(bytes) = std::fs::read(dir.join(file)) {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{file} holds the secret"
+            );
+        }
+    }
+    let log = std::fs::read_to_string(dir.join("daemon.log")).unwrap();
+    assert!(
+        log.contains("run did not succeed") && log.contains("job=leaky"),
+        "failed runs are logged: {log}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A PostgreSQL database of its own for one test, on the server `CRONWARDEN_TEST_POSTGRES_URL`
+/// names; dropped (with `FORCE`, ending any session left on it) when this is, on a panic too.
+struct PgDatabase {
+    /// Its URL, with a password: the server's own, or (on a trust-auth server, which ignores
+    /// it) a made-up one, so that the tests can check it is never shown.
+    url: String,
+    /// The password in `url`.
+    password: String,
+    name: String,
+    server: String,
+}
+
+impl PgDatabase {
+    /// A new, empty database; `None` (after saying why) when no server answers, except under
+    /// `CI=true`, where that fails the test.
+    fn create() -> Option<PgDatabase> {
+        use sqlx::{AssertSqlSafe, Connection, PgConnection};
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let server = std::env::var("CRONWARDEN_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+        let name = format!(
+            "cw_daemon_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let connected = rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(10), PgConnection::connect(&server))
+                .await
+                .unwrap_or_else(|_| Err(sqlx::Error::PoolTimedOut))
+        });
+        let mut conn = match connected {
+            Ok(conn) => conn,
+            Err(e) => {
+                let message =
+                    format!("PostgreSQL (CRONWARDEN_TEST_POSTGRES_URL) is unreachable: {e}");
+                if std::env::var("CI").as_deref() == Ok("true") {
+                    panic!("{message}");
+                }
+                eprintln!("skipping: {message}");
+                return None;
+            }
+        };
+        rt.block_on(async {
+            // One left by an earlier run with the same process id goes first.
+            for sql in [
+                format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                format!("CREATE DATABASE {name}"),
+            ] {
+                sqlx::raw_sql(AssertSqlSafe(sql))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+            let _ = conn.close().await;
+        });
+        let (url, password) = with_password(&with_database(&server, &name));
+        Some(PgDatabase {
+            url,
+            password,
+            name,
+            server,
+        })
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        use sqlx::{AssertSqlSafe, Connection, PgConnection};
+        let (server, name) = (self.server.clone(), self.name.clone());
+        // From a thread of its own: this may run inside a panicking test's runtime.
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let mut conn = PgConnection::connect(&server).await.ok()?;
+                let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                let done = sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut conn).await;
+                let _ = conn.close().await;
+                done.ok()
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Some(_))) {
+            eprintln!("could not drop the test database {}", self.name);
+        }
+    }
+}
+
+/// `url` with its database replaced by `database`.
+fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (url, String::new()),
+    };
+    let authority = base.find("://").map_or(0, |i| i + 3);
+    let path = base[authority..]
+        .find('/')
+        .map_or(base.len(), |i| authority + i);
+    format!("{}/{database}{query}", &base[..path])
+}
+
+/// `url` with a password, and the password: its own, or a made-up one added to its user.
+fn with_password(url: &str) -> (String, String) {
+    const MADE_UP: &str = "not-a-real-pw-123";
+    let (scheme, rest) = url.split_once("://").expect("a URL");
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let (userinfo, host) = authority
+        .rsplit_once('@')
+        .unwrap_or(("postgres", authority));
+    match userinfo.split_once(':') {
+        Some((_, password)) if !password.is_empty() => (url.to_owned(), password.to_owned()),
+        _ => {
+            let user = userinfo.split(':').next().unwrap_or("postgres");
+            (
+                format!("{scheme}://{user}:{MADE_UP}@{host}{tail}"),
+                MADE_UP.to_owned(),
+            )
+        }
+    }
+}
+
+/// `job`'s runs in the PostgreSQL database at `url`, oldest first.
+fn pg_runs(url: &str, job: &str) -> Vec<Run> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = PostgresStore::connect(url).await.unwrap();
+        let filter = RunFilter {
+            job: Some(JobName::new(job).unwrap()),
+            limit: Some(10_000),
+            ..RunFilter::default()
+        };
+        let mut runs = store.list_runs(&filter).await.unwrap();
+        store.close().await;
+        runs.reverse();
+        runs
+    })
+}
+
+#[test]
+fn serve_runs_jobs_on_postgres_and_the_cli_reads_them_there() {
+    let Some(db) = PgDatabase::create() else {
+        return;
+    };
+    let dir = temp_dir("postgres");
+    // The file names a SQLite file; CRONWARDEN_DATABASE_URL overrides it.
+    std::fs::write(
+        dir.join("cronwarden.toml"),
+        r#"
+[settings]
+database = "state.db"
+listen = "127.0.0.1:0"
+node = "pg-node-1"
+
+[[jobs]]
+name = "tick"
+schedule = "* * * * * *"
+action = { type = "command", argv = ["sh", "-c", "echo tick $CRONWARDEN_SCHEDULED_AT"] }
+"#,
+    )
+    .unwrap();
+    let env = [("CRONWARDEN_DATABASE_URL", db.url.as_str())];
+    let log = std::fs::File::create(dir.join("daemon.log")).unwrap();
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_cronwarden"))
+        .args(["serve", "--config", "cronwarden.toml"])
+        .current_dir(&dir)
+        .envs(env)
+        // Everything the daemon logs, its database driver's lines included, is searched for
+        // the password below.
+        .env("CRONWARDEN_LOG", "debug")
+        .env("NO_COLOR", "1")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(30), "three runs in PostgreSQL", || {
+        pg_runs(&db.url, "tick")
+            .iter()
+            .filter(|r| r.status == RunStatus::Succeeded)
+            .count()
+            >= 3
+    });
+
+    // The CLI, pointed at the same database, sees the job and its runs while the daemon runs.
+    let list = cli_with_env(&dir, &["jobs", "list"], &env);
+    assert!(list.status.success(), "{list:?}");
+    let listed = String::from_utf8(list.stdout).unwrap();
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("tick ") && l.contains("yes") && l.contains("* * * * * *")),
+        "{listed}"
+    );
+    let out = cli_with_env(&dir, &["runs", "list", "--job", "tick", "--json"], &env);
+    assert!(out.status.success(), "{out:?}");
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let in_store = pg_runs(&db.url, "tick");
+    assert!(listed.len() >= 3, "{listed:#?}");
+    assert!(listed.iter().all(|r| r["job"] == "tick"), "{listed:#?}");
+    assert!(
+        listed
+            .iter()
+            .all(|r| in_store.iter().any(|s| Some(s.id.0) == r["id"].as_i64())),
+        "the CLI lists the runs PostgreSQL holds: {listed:#?} {in_store:#?}"
+    );
+    let out = cli_with_env(&dir, &["runs", "list", "--job", "tick"], &env);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("succeeded"));
+
+    assert_eq!(signal_and_wait(&mut daemon, Signal::SIGTERM), Some(0));
+    let runs = pg_runs(&db.url, "tick");
+    assert!(runs.len() >= 3, "{runs:#?}");
+    assert!(
+        runs.iter().all(|r| r.status == RunStatus::Succeeded
+            && r.trigger == Trigger::Schedule
+            && r.node == "pg-node-1"),
+        "{runs:#?}"
+    );
+    assert!(runs[0]
+        .output
+        .as_deref()
+        .is_some_and(|o| o.starts_with("tick ")));
+    // Nothing went to the SQLite file the configuration names.
+    assert!(!dir.join("state.db").exists());
+
+    // The log says where the daemon runs, and never shows the password.
+    let log = std::fs::read_to_string(dir.join("daemon.log")).unwrap();
+    let running = log
+        .lines()
+        .find(|l| l.contains("cronwarden is running"))
+        .unwrap_or_else(|| panic!("no start-up line: {log}"));
+    assert!(running.contains("store=postgres"), "{running}");
+    assert!(running.contains(":[redacted]@"), "{running}");
+    assert!(running.contains(&format!("/{}", db.name)), "{running}");
+    assert!(
+        !log.contains(&db.password),
+        "the daemon's log holds the database password: {log}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_cli_reports_an_unreachable_postgres_without_the_password() {
+    let dir = temp_dir("postgres-down");
+    std::fs::write(dir.join("cronwarden.toml"), "").unwrap();
+    // Port 1: nothing listens there.
+    let url = "postgres://cw:not-a-real-pw-123@127.0.0.1:1/cronwarden";
+    for args in [
+        &["jobs", "list"][..],
+        &["runs", "list", "--job", "tick"][..],
+    ] {
+        let out = cli_with_env(&dir, args, &[("CRONWARDEN_DATABASE_URL", url)]);
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.starts_with(
+                "error: cannot open the database \"postgres://cw:[redacted]@127.0.0.1:1/cronwarden\": "
+            ),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("not-a-real-pw-123"), "{stderr}");
+    }
+    // The daemon too, before it starts anything.
+    let out = Command::new(env!("CARGO_BIN_EXE_cronwarden"))
+        .args(["serve", "--config", "cronwarden.toml"])
+        .current_dir(&dir)
+        .env("CRONWARDEN_DATABASE_URL", url)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("[redacted]") && !stderr.contains("not-a-real-pw-123"),
+        "{stderr}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

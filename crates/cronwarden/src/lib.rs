@@ -9,7 +9,9 @@
 //! - [`schedule`]: cron expressions and intervals, parsed into a compact form, and the
 //!   computation of fire instants in any IANA time zone with explicit daylight-saving rules.
 //! - [`clock`]: the time as the scheduler sees it, with a test clock that tests advance.
-//! - [`executor`]: what runs an action: commands (in their own process group) and Rust code.
+//! - [`executor`]: what runs an action: commands (in their own process group), HTTP calls,
+//!   SQL and Rust code.
+//! - [`secret`]: `${env:NAME}` and `${file:PATH}` references, resolved per run and redacted.
 //! - [`model`]: jobs, their policies and actions, and the runs they produce.
 //! - [`scheduler`]: the loop that fires jobs on time and runs them under their policies.
 //! - [`store`]: persistence behind one trait; SQLite embedded by default.
@@ -29,4 +31,5 @@ pub mod executor;
 pub mod model;
 pub mod schedule;
 pub mod scheduler;
+pub mod secret;
 pub mod store;

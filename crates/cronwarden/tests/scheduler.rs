@@ -866,9 +866,27 @@ async fn a_fire_claimed_ahead_is_skipped_if_the_job_is_paused_before_its_instant
 }
 
 /// A store that can be taken down: while down, every claim fails as a lost database would.
+/// It can also hold each listing of the jobs after reading it, until the test lets it go.
 struct Outage {
     store: SqliteStore,
     down: std::sync::atomic::AtomicBool,
+    /// While `holding`, each `list_jobs` waits for a permit after it has read the jobs.
+    hold_listings: Option<Arc<Semaphore>>,
+    holding: std::sync::atomic::AtomicBool,
+    /// Listings begun.
+    listings: std::sync::atomic::AtomicU32,
+}
+
+impl Outage {
+    async fn new(down: bool) -> Outage {
+        Outage {
+            store: temp_store().await,
+            down: down.into(),
+            hold_listings: None,
+            holding: false.into(),
+            listings: 0.into(),
+        }
+    }
 }
 
 impl Outage {
@@ -912,7 +930,15 @@ impl Store for Outage {
     async fn list_jobs(
         &self,
     ) -> Result<Vec<cronwarden::store::JobRecord>, cronwarden::store::StoreError> {
-        self.store.list_jobs().await
+        let jobs = self.store.list_jobs().await;
+        self.listings
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if let Some(gate) = &self.hold_listings {
+            if self.holding.load(std::sync::atomic::Ordering::SeqCst) {
+                gate.acquire().await.unwrap().forget();
+            }
+        }
+        jobs
     }
     async fn set_paused(
         &self,
@@ -1044,14 +1070,58 @@ impl Store for Outage {
     ) -> Result<Vec<cronwarden::model::AuditEntry>, cronwarden::store::StoreError> {
         self.store.list_audit(before_id, limit).await
     }
+    async fn heartbeat(
+        &self,
+        node: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<bool, cronwarden::store::StoreError> {
+        self.check()?;
+        self.store.heartbeat(node, now, until).await
+    }
+    async fn live_nodes(
+        &self,
+        now: Timestamp,
+    ) -> Result<Vec<String>, cronwarden::store::StoreError> {
+        self.store.live_nodes(now).await
+    }
+    async fn dead_nodes(
+        &self,
+        now: Timestamp,
+    ) -> Result<Vec<String>, cronwarden::store::StoreError> {
+        self.store.dead_nodes(now).await
+    }
+    async fn rescue_node(
+        &self,
+        node: &str,
+        now: Timestamp,
+    ) -> Result<Option<Vec<Run>>, cronwarden::store::StoreError> {
+        self.store.rescue_node(node, now).await
+    }
+    async fn leave(&self, node: &str) -> Result<(), cronwarden::store::StoreError> {
+        self.store.leave(node).await
+    }
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<bool, cronwarden::store::StoreError> {
+        self.store.try_lease(name, holder, now, until).await
+    }
+    async fn release_lease(
+        &self,
+        name: &str,
+        holder: &str,
+    ) -> Result<(), cronwarden::store::StoreError> {
+        self.store.release_lease(name, holder).await
+    }
 }
 
 #[tokio::test]
 async fn fires_that_could_not_be_claimed_are_retried_then_follow_the_misfire_policy() {
-    let store = Arc::new(Outage {
-        store: temp_store().await,
-        down: true.into(),
-    });
+    let store = Arc::new(Outage::new(true).await);
     let clock = TestClock::new(ts(T0));
     let job = rust_job("sync", Some("* * * * *"));
     store.upsert_job(&job, clock.now()).await.unwrap();
@@ -1328,5 +1398,107 @@ async fn a_running_run_can_be_cancelled() {
         (run.id, RunStatus::Interrupted)
     );
     assert!(!h.scheduler.cancel_run(run.id), "not running any more");
+    h.stop_letting_time_pass().await;
+}
+
+#[tokio::test]
+async fn a_job_created_while_the_store_is_being_reloaded_is_kept() {
+    // The reload that follows other processes' changes reads the jobs, then applies what it
+    // read. A job created here between the two must not be taken for one deleted elsewhere.
+    let gate = Arc::new(Semaphore::new(0));
+    let mut store = Outage::new(false).await;
+    store.hold_listings = Some(gate.clone());
+    let store = Arc::new(store);
+    let scheduler = Scheduler::new(
+        store.clone(),
+        Arc::new(TestClock::new(ts(T0))),
+        Executors::new(
+            scripted("early", vec![])
+                .register("fresh", |_ctx| async { Ok::<_, JobError>(String::new()) }),
+        ),
+        SchedulerConfig {
+            watch_interval: SignedDuration::from_millis(1),
+            ..SchedulerConfig::default()
+        },
+    );
+    scheduler.start();
+    let listings = || store.listings.load(std::sync::atomic::Ordering::SeqCst);
+    // Past the start-up recovery (which lists the jobs too), a reload has read the (empty)
+    // list of jobs and is held there.
+    scheduler.upsert_job(rust_job("early", None)).await.unwrap();
+    store
+        .holding
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    // A change made by another process (straight into the store) sets a reload off.
+    let start = listings();
+    store
+        .store
+        .set_paused(&JobName::new("early").unwrap(), Some("elsewhere"))
+        .await
+        .unwrap();
+    eventually(|| async { listings() > start }).await;
+    let creating = tokio::spawn({
+        let scheduler = scheduler.clone();
+        async move {
+            scheduler
+                .upsert_job(rust_job("fresh", Some("0 0 1 1 *")))
+                .await
+                .unwrap()
+        }
+    });
+    // Unhindered, the creation ends within a millisecond or so; the scheduler must make it
+    // wait for the reload instead (or the reload must not act on what it read). Nothing
+    // signals "waiting on the reload", hence a bounded poll: it passes with a correct
+    // scheduler whatever the timing, and catches a wrong one when the creation gets ahead.
+    for _ in 0..200 {
+        if creating.is_finished() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    // Let the held reload finish, and wait for the next one to begin: the first is over.
+    let before = listings();
+    gate.add_permits(1);
+    creating.await.unwrap();
+    // (The next reload is held after its listing: it cannot put right what the first did.)
+    eventually(|| async { listings() > before }).await;
+    assert!(
+        scheduler.job(&JobName::new("fresh").unwrap()).is_some(),
+        "the job was dropped from the timetable by a reload that read the store before it"
+    );
+    store
+        .holding
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    gate.add_permits(1_000);
+    scheduler.stop().await;
+}
+
+#[tokio::test]
+async fn a_job_naming_a_handler_or_connection_that_does_not_exist_is_refused() {
+    let h = Harness::new(Vec::new(), RustJobs::new()).await;
+    let error = h
+        .scheduler
+        .upsert_job(rust_job("unregistered", None))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "invalid job: action.handler: no Rust handler is registered as \"unregistered\""
+    );
+    let sql = JobSpec::new(
+        JobName::new("report").unwrap(),
+        None,
+        Action::Sql(
+            serde_json::from_value(
+                serde_json::json!({"connection": "warehouse", "statement": "SELECT 1"}),
+            )
+            .unwrap(),
+        ),
+    );
+    let error = h.scheduler.upsert_job(sql).await.unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "invalid job: action.connection: no connection is named \"warehouse\" (declared: [])"
+    );
     h.stop_letting_time_pass().await;
 }

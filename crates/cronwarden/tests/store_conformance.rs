@@ -1,7 +1,9 @@
 //! The store conformance suite: the same behaviour, checked on every backend.
 //!
 //! Each check is a generic function over [`Store`]; `conformance!` instantiates all of them for
-//! a backend. The PostgreSQL store joins with one more `conformance!` line.
+//! a backend. The PostgreSQL store's checks run against the server at
+//! `CRONWARDEN_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`), in a
+//! database of their own per test; without a server they are skipped, except under `CI=true`.
 
 use std::sync::Arc;
 
@@ -1117,84 +1119,239 @@ async fn jobs_are_found_by_filters<S: Store>(store: Arc<S>) {
     );
 }
 
+/// Node heartbeats, the rescue of a dead node's runs, and leases.
+async fn dead_nodes_are_rescued_once_and_leases_have_one_holder<S: Store>(store: Arc<S>) {
+    let t = |s: &str| ts(&format!("2026-01-01T00:00:{s}Z"));
+    // Two nodes join; "a" heartbeats until :10, "b" until :30.
+    assert!(
+        !store.heartbeat("a", t("00"), t("10")).await.unwrap(),
+        "first heartbeat"
+    );
+    assert!(!store.heartbeat("b", t("00"), t("30")).await.unwrap());
+    assert!(
+        store.heartbeat("a", t("05"), t("10")).await.unwrap(),
+        "alive still"
+    );
+    assert_eq!(store.live_nodes(t("09")).await.unwrap(), ["a", "b"]);
+    assert_eq!(
+        store.dead_nodes(t("09")).await.unwrap(),
+        Vec::<String>::new()
+    );
+
+    // "a" claims a fire and starts it, claims another; then stops heartbeating.
+    let n = name("rescued");
+    store.upsert_job(&job("rescued"), t("00")).await.unwrap();
+    let mut first = claim(&n, "2026-01-01T00:00:05Z", 1);
+    first.node = "a";
+    let mut second = claim(&n, "2026-01-01T00:00:20Z", 1);
+    second.node = "a";
+    let started = store.claim_fire(first).await.unwrap().unwrap();
+    assert!(store
+        .start_run(started.id, started.fencing_token, t("05"))
+        .await
+        .unwrap());
+    let queued = store.claim_fire(second).await.unwrap().unwrap();
+    let mut others = claim(&n, "2026-01-01T00:00:25Z", 1);
+    others.node = "b";
+    let kept = store.claim_fire(others).await.unwrap().unwrap();
+
+    // At :11 "a" is dead; "b" is not. A live node is not rescued.
+    assert_eq!(store.dead_nodes(t("11")).await.unwrap(), ["a"]);
+    assert_eq!(store.live_nodes(t("11")).await.unwrap(), ["b"]);
+    assert_eq!(store.rescue_node("b", t("11")).await.unwrap(), None);
+    let rescued = store.rescue_node("a", t("11")).await.unwrap().unwrap();
+    let ids: Vec<RunId> = rescued.iter().map(|r| r.id).collect();
+    assert_eq!(ids, [started.id, queued.id]);
+    assert!(rescued.iter().all(|r| r.status == RunStatus::Abandoned));
+    // Once only: a second rescuer finds nothing to do.
+    assert_eq!(store.rescue_node("a", t("12")).await.unwrap(), None);
+    assert_eq!(
+        store.dead_nodes(t("12")).await.unwrap(),
+        Vec::<String>::new()
+    );
+    // The run of the live node is untouched, and "a"'s late result is refused.
+    assert_eq!(
+        store.get_run(kept.id).await.unwrap().unwrap().status,
+        RunStatus::Queued
+    );
+    assert!(!store
+        .finish_run(finish(
+            started.id,
+            started.fencing_token,
+            RunStatus::Succeeded,
+            "2026-01-01T00:00:13Z"
+        ))
+        .await
+        .unwrap());
+    // "a" comes back: its heartbeat says it was not alive (it must not trust its claims).
+    assert!(!store.heartbeat("a", t("14"), t("24")).await.unwrap());
+    store.leave("a").await.unwrap();
+    assert_eq!(store.live_nodes(t("15")).await.unwrap(), ["b"]);
+
+    // Leases: one holder at a time; renewable by the holder; free when run out or released.
+    assert!(store
+        .try_lease("maintenance", "a", t("00"), t("10"))
+        .await
+        .unwrap());
+    assert!(!store
+        .try_lease("maintenance", "b", t("05"), t("15"))
+        .await
+        .unwrap());
+    assert!(
+        store
+            .try_lease("maintenance", "a", t("08"), t("18"))
+            .await
+            .unwrap(),
+        "renewed"
+    );
+    assert!(!store
+        .try_lease("maintenance", "b", t("17"), t("27"))
+        .await
+        .unwrap());
+    assert!(
+        store
+            .try_lease("maintenance", "b", t("19"), t("29"))
+            .await
+            .unwrap(),
+        "ran out"
+    );
+    store.release_lease("maintenance", "a").await.unwrap(); // not a's: no effect
+    assert!(!store
+        .try_lease("maintenance", "a", t("20"), t("30"))
+        .await
+        .unwrap());
+    store.release_lease("maintenance", "b").await.unwrap();
+    assert!(store
+        .try_lease("maintenance", "a", t("21"), t("31"))
+        .await
+        .unwrap());
+    assert!(
+        store
+            .try_lease("other", "b", t("21"), t("31"))
+            .await
+            .unwrap(),
+        "per name"
+    );
+
+    // A node that leaves leaves nothing unfinished behind (nobody would rescue it).
+    store.leave("b").await.unwrap();
+    assert_eq!(
+        store.get_run(kept.id).await.unwrap().unwrap().status,
+        RunStatus::Abandoned
+    );
+    assert_eq!(
+        store.live_nodes(t("22")).await.unwrap(),
+        Vec::<String>::new()
+    );
+}
+
 macro_rules! conformance {
-    ($backend:ident, $open:expr) => {
+    // `$open` gives the store and a guard to keep while the test runs (a PostgreSQL test
+    // database, dropped with its guard), or `None` when the backend is not there: the test
+    // is then skipped.
+    ($backend:ident, guarded $open:expr) => {
         mod $backend {
             use super::*;
 
-            async fn open() -> Arc<impl Store> {
-                Arc::new($open.await)
+            async fn open() -> Option<(Arc<impl Store>, impl Sized)> {
+                $open.await
             }
 
             #[tokio::test]
             async fn jobs_are_versioned_by_content() {
-                super::jobs_are_versioned_by_content(open().await).await;
+                let Some((store, _db)) = open().await else { return };
+                super::jobs_are_versioned_by_content(store).await;
             }
             #[tokio::test]
             async fn deleting_a_job_deletes_its_history() {
-                super::deleting_a_job_deletes_its_history(open().await).await;
+                let Some((store, _db)) = open().await else { return };
+                super::deleting_a_job_deletes_its_history(store).await;
             }
             #[tokio::test]
             async fn each_fire_is_claimed_once() {
-                super::each_fire_is_claimed_once(open().await).await;
+                let Some((store, _db)) = open().await else { return };
+                super::each_fire_is_claimed_once(store).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn racing_claims_have_one_winner() {
-                super::racing_claims_have_one_winner(open().await).await;
+                let Some((store, _db)) = open().await else { return };
+                super::racing_claims_have_one_winner(store).await;
             }
             #[tokio::test]
             async fn last_fire_follows_scheduled_claims() {
-                super::last_fire_follows_scheduled_claims(open().await).await;
+                let Some((store, _db)) = open().await else { return };
+                super::last_fire_follows_scheduled_claims(store).await;
             }
             #[tokio::test]
             async fn results_need_the_current_fencing_token() {
-                super::results_need_the_current_fencing_token(open().await).await;
+                let Some((store, _db)) = open().await else { return };
+                super::results_need_the_current_fencing_token(store).await;
+            }
+            #[tokio::test]
+            async fn dead_nodes_are_rescued_once_and_leases_have_one_holder() {
+                let Some((store, _db)) = open().await else { return };
+                super::dead_nodes_are_rescued_once_and_leases_have_one_holder(store).await;
             }
             #[tokio::test]
             async fn unfinished_runs_are_abandoned_not_lost() {
-                super::unfinished_runs_are_abandoned_not_lost(open().await).await;
+                let Some((store, _db)) = open().await else { return };
+                super::unfinished_runs_are_abandoned_not_lost(store).await;
             }
             #[tokio::test]
             async fn runs_list_newest_first_with_filters() {
-                super::runs_list_newest_first_with_filters(open().await).await;
+                let Some((store, _db)) = open().await else { return };
+                super::runs_list_newest_first_with_filters(store).await;
             }
             #[tokio::test]
             async fn stats_summarise_history() {
-                super::stats_summarise_history(open().await).await;
+                let Some((store, _db)) = open().await else { return };
+                super::stats_summarise_history(store).await;
             }
             #[tokio::test]
             async fn batch_claims_match_single_claims() {
-                super::batch_claims_match_single_claims(open().await).await;
+                let Some((store, _db)) = open().await else { return };
+                super::batch_claims_match_single_claims(store).await;
             }
             #[tokio::test]
             async fn batch_results_are_fenced_one_by_one() {
-                super::batch_results_are_fenced_one_by_one(open().await).await;
+                let Some((store, _db)) = open().await else { return };
+                super::batch_results_are_fenced_one_by_one(store).await;
             }
             #[tokio::test]
             async fn run_requests_are_taken_once_and_change_the_sequence() {
-                super::run_requests_are_taken_once_and_change_the_sequence(open().await).await;
+                let Some((store, _db)) = open().await else { return };
+                super::run_requests_are_taken_once_and_change_the_sequence(store).await;
             }
             #[tokio::test]
             async fn an_operator_pause_outlasts_the_definition() {
-                super::an_operator_pause_outlasts_the_definition(open().await).await;
+                let Some((store, _db)) = open().await else { return };
+                super::an_operator_pause_outlasts_the_definition(store).await;
             }
             #[tokio::test]
             async fn tokens_are_kept_by_hash_and_revocable() {
-                super::tokens_are_kept_by_hash_and_revocable(open().await).await;
+                let Some((store, _db)) = open().await else { return };
+                super::tokens_are_kept_by_hash_and_revocable(store).await;
             }
             #[tokio::test]
             async fn the_audit_log_keeps_every_entry_newest_first() {
-                super::the_audit_log_keeps_every_entry_newest_first(open().await).await;
+                let Some((store, _db)) = open().await else { return };
+                super::the_audit_log_keeps_every_entry_newest_first(store).await;
             }
             #[tokio::test]
             async fn jobs_are_found_by_page_and_filters() {
-                super::jobs_are_found_by_page_and_filters(open().await).await;
+                let Some((store, _db)) = open().await else { return };
+                super::jobs_are_found_by_page_and_filters(store).await;
             }
             #[tokio::test]
             async fn pruning_keeps_the_newest_and_the_unfinished() {
-                super::pruning_keeps_the_newest_and_the_unfinished(open().await).await;
+                let Some((store, _db)) = open().await else { return };
+                super::pruning_keeps_the_newest_and_the_unfinished(store).await;
             }
         }
+    };
+    // A store that needs nothing around it.
+    ($backend:ident, $open:expr) => {
+        conformance!($backend, guarded async { Some((Arc::new($open.await), ())) });
     };
 }
 
@@ -1265,4 +1422,353 @@ async fn sqlite_data_survives_reopening_and_migrations_run_once() {
         .is_none());
     reopened.close().await;
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[cfg(feature = "postgres")]
+conformance!(postgres, guarded pg::store());
+
+// PostgreSQL test databases: one per test, created on the server under test and dropped with
+// their guard (on a panic too).
+mod support;
+#[cfg(feature = "postgres")]
+use support::pg;
+
+/// Two nodes (two stores, each with its own pool) race to claim the same fires, in opposite
+/// orders and in batches of several sizes: each fire goes to exactly one of them, and what
+/// each was told it claimed is what is stored.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_nodes_racing_for_the_same_fires_claim_each_once() {
+    use cronwarden::store::PostgresStore;
+
+    let Some(database) = pg::TestDatabase::create().await else {
+        return;
+    };
+    let a = Arc::new(PostgresStore::connect(&database.url).await.unwrap());
+    let b = Arc::new(PostgresStore::connect(&database.url).await.unwrap());
+    let jobs: Vec<JobName> = (0..4).map(|i| name(&format!("contended-{i}"))).collect();
+    for j in &jobs {
+        a.upsert_job(&job(j.as_str()), ts("2026-01-01T00:00:00Z"))
+            .await
+            .unwrap();
+    }
+    let jobs = Arc::new(jobs);
+    for (round, batch) in [1usize, 7, 50, 200].into_iter().enumerate() {
+        // 4 jobs x 50 instants: 200 fires, the same for both nodes.
+        let base = ts("2026-01-01T01:00:00Z") + SignedDuration::from_hours(round as i64);
+        let fires: Vec<(usize, Timestamp)> = (0..200)
+            .map(|i| (i % 4, base + SignedDuration::from_secs(60 * (i / 4) as i64)))
+            .collect();
+        let fires = Arc::new(fires);
+        let barrier = Arc::new(tokio::sync::Barrier::new(2));
+        let race = |store: Arc<PostgresStore>, node: &'static str, reversed: bool| {
+            let (jobs, fires, barrier) = (jobs.clone(), fires.clone(), barrier.clone());
+            tokio::spawn(async move {
+                let mut order: Vec<usize> = (0..fires.len()).collect();
+                if reversed {
+                    order.reverse();
+                }
+                let mut won = vec![None; fires.len()];
+                barrier.wait().await;
+                for chunk in order.chunks(batch) {
+                    let claims: Vec<ClaimFire<'_>> = chunk
+                        .iter()
+                        .map(|&i| ClaimFire {
+                            job: &jobs[fires[i].0],
+                            scheduled_at: fires[i].1,
+                            trigger: Trigger::Schedule,
+                            attempt: 1,
+                            node,
+                        })
+                        .collect();
+                    let runs = store.claim_fires(&claims).await.unwrap();
+                    for (&i, run) in chunk.iter().zip(runs) {
+                        won[i] = run;
+                    }
+                }
+                won
+            })
+        };
+        let from_a = race(a.clone(), "node-a", false);
+        let from_b = race(b.clone(), "node-b", true);
+        let (from_a, from_b) = (from_a.await.unwrap(), from_b.await.unwrap());
+        for (i, (ra, rb)) in from_a.iter().zip(&from_b).enumerate() {
+            let winner = match (ra, rb) {
+                (Some(run), None) => {
+                    assert_eq!(run.node, "node-a");
+                    run
+                }
+                (None, Some(run)) => {
+                    assert_eq!(run.node, "node-b");
+                    run
+                }
+                (Some(_), Some(_)) => panic!("round {round}: fire {i} claimed twice"),
+                (None, None) => panic!("round {round}: fire {i} not claimed"),
+            };
+            let (j, at) = fires[i];
+            assert_eq!((&winner.job, winner.scheduled_at), (&jobs[j], at));
+            // Either node reads back what the winner was told.
+            assert_eq!(b.get_run(winner.id).await.unwrap().as_ref(), Some(winner));
+        }
+        let stored = a
+            .list_runs(&RunFilter {
+                since: Some(base),
+                until: Some(base + SignedDuration::from_hours(1)),
+                limit: Some(1000),
+                ..RunFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(stored.len(), 200, "round {round}: one run per fire");
+        for j in jobs.iter() {
+            assert_eq!(
+                a.last_fire(j).await.unwrap(),
+                Some(base + SignedDuration::from_mins(49)),
+                "round {round}"
+            );
+        }
+    }
+
+    // A result is recorded only with the run's current fencing token, whichever node sends it.
+    let run = a
+        .claim_fire(ClaimFire {
+            job: &jobs[0],
+            scheduled_at: ts("2026-02-01T00:00:00Z"),
+            trigger: Trigger::Schedule,
+            attempt: 1,
+            node: "node-c",
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    let stale = run.fencing_token ^ 1;
+    assert!(!b
+        .finish_run(finish(
+            run.id,
+            stale,
+            RunStatus::Succeeded,
+            "2026-02-01T00:00:01Z"
+        ))
+        .await
+        .unwrap());
+    assert!(a
+        .start_run(run.id, run.fencing_token, ts("2026-02-01T00:00:00Z"))
+        .await
+        .unwrap());
+    // Node b takes over from node c, given up for dead: c's token no longer records a result.
+    let abandoned = b
+        .abandon_runs(Some("node-c"), ts("2026-02-01T00:01:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(abandoned.iter().map(|r| r.id).collect::<Vec<_>>(), [run.id]);
+    let retry = b
+        .claim_fire(ClaimFire {
+            job: &jobs[0],
+            scheduled_at: ts("2026-02-01T00:00:00Z"),
+            trigger: Trigger::Retry,
+            attempt: 2,
+            node: "node-b",
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!a
+        .finish_run(finish(
+            run.id,
+            run.fencing_token,
+            RunStatus::Succeeded,
+            "2026-02-01T00:02:00Z"
+        ))
+        .await
+        .unwrap());
+    assert!(!a
+        .finish_run(finish(
+            retry.id,
+            run.fencing_token,
+            RunStatus::Succeeded,
+            "2026-02-01T00:02:00Z"
+        ))
+        .await
+        .unwrap());
+    assert!(b
+        .finish_run(finish(
+            retry.id,
+            retry.fencing_token,
+            RunStatus::Failed,
+            "2026-02-01T00:02:00Z"
+        ))
+        .await
+        .unwrap());
+    assert_eq!(
+        a.get_run(run.id).await.unwrap().unwrap().status,
+        RunStatus::Abandoned
+    );
+    assert_eq!(
+        a.get_run(retry.id).await.unwrap().unwrap().status,
+        RunStatus::Failed
+    );
+    a.close().await;
+    b.close().await;
+}
+
+/// Nodes starting together on a new database migrate it once; a store reconnecting later
+/// finds its data and migrates nothing.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_migrations_run_once_when_nodes_start_together() {
+    use cronwarden::store::PostgresStore;
+    use sqlx::Connection;
+
+    let Some(database) = pg::TestDatabase::create().await else {
+        return;
+    };
+    let starting: Vec<_> = (0..4)
+        .map(|_| {
+            let url = database.url.clone();
+            tokio::spawn(async move { PostgresStore::connect(&url).await })
+        })
+        .collect();
+    let mut stores = Vec::new();
+    for s in starting {
+        stores.push(s.await.unwrap().unwrap());
+    }
+    let mut conn = sqlx::PgConnection::connect(&database.url).await.unwrap();
+    let versions: Vec<i32> =
+        sqlx::query_scalar("SELECT version FROM schema_version ORDER BY version")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    let expected: Vec<i32> = (1..=cronwarden::store::PostgresStore::SCHEMA_VERSION).collect();
+    assert_eq!(versions, expected, "each migration once");
+    let store = &stores[0];
+    store
+        .upsert_job(&job("durable"), ts("2026-01-01T00:00:00Z"))
+        .await
+        .unwrap();
+    let run = store
+        .claim_fire(claim(&name("durable"), "2026-01-01T00:05:00Z", 1))
+        .await
+        .unwrap()
+        .unwrap();
+    for s in &stores {
+        s.close().await;
+    }
+    let reopened = PostgresStore::connect(&database.url).await.unwrap();
+    assert_eq!(
+        reopened
+            .get_job(&name("durable"))
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        1
+    );
+    assert_eq!(reopened.get_run(run.id).await.unwrap(), Some(run));
+    assert!(reopened
+        .claim_fire(claim(&name("durable"), "2026-01-01T00:05:00Z", 1))
+        .await
+        .unwrap()
+        .is_none());
+    let versions: Vec<i32> =
+        sqlx::query_scalar("SELECT version FROM schema_version ORDER BY version")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(versions, expected, "reconnecting migrates nothing again");
+    let _ = conn.close().await;
+    reopened.close().await;
+}
+
+/// Every change that moves the sequence is notified, at commit, with the new number; the
+/// scheduler's own bookkeeping is not.
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn postgres_changes_are_notified() {
+    use std::time::Duration;
+
+    use cronwarden::store::PostgresStore;
+    use sqlx::postgres::PgListener;
+
+    let Some(database) = pg::TestDatabase::create().await else {
+        return;
+    };
+    let store = PostgresStore::connect(&database.url).await.unwrap();
+    let mut listener = PgListener::connect(&database.url).await.unwrap();
+    listener
+        .listen(PostgresStore::CHANGES_CHANNEL)
+        .await
+        .unwrap();
+    async fn next(listener: &mut PgListener) -> i64 {
+        let n = tokio::time::timeout(Duration::from_secs(10), listener.recv())
+            .await
+            .expect("a notification")
+            .unwrap();
+        n.payload().parse().unwrap()
+    }
+    let n = name("noisy");
+    let t0 = ts("2026-01-01T00:00:00Z");
+    store.upsert_job(&job("noisy"), t0).await.unwrap();
+    let created = store.change_seq().await.unwrap();
+    assert_eq!(next(&mut listener).await, created);
+    // Claims, results and an unchanged definition notify nothing: the next notification is
+    // the request's.
+    let run = store
+        .claim_fire(claim(&n, "2026-01-01T00:05:00Z", 1))
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .finish_run(finish(
+            run.id,
+            run.fencing_token,
+            RunStatus::Succeeded,
+            "2026-01-01T00:05:01Z",
+        ))
+        .await
+        .unwrap();
+    store.upsert_job(&job("noisy"), t0).await.unwrap();
+    assert!(store.request_run(&n, "cli", t0).await.unwrap());
+    assert_eq!(next(&mut listener).await, created + 1);
+    store.set_paused(&n, Some("ops")).await.unwrap();
+    assert_eq!(next(&mut listener).await, created + 2);
+    store.delete_job(&n).await.unwrap();
+    assert_eq!(next(&mut listener).await, created + 3);
+    assert_eq!(store.change_seq().await.unwrap(), created + 3);
+    store.close().await;
+}
+
+/// A run's output may hold NUL, which a PostgreSQL `TEXT` cannot: the result is recorded with
+/// each NUL replaced (U+FFFD) rather than lost to an error. (SQLite keeps NUL as it is.)
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn postgres_keeps_results_whose_output_holds_nul() {
+    let Some((store, _db)) = pg::store().await else {
+        return;
+    };
+    let n = name("binary");
+    store
+        .upsert_job(&job("binary"), ts("2026-01-01T00:00:00Z"))
+        .await
+        .unwrap();
+    let run = store
+        .claim_fire(claim(&n, "2026-01-01T00:05:00Z", 1))
+        .await
+        .unwrap()
+        .unwrap();
+    let done = FinishRun {
+        output: Some("a\0b".into()),
+        error: Some("exit\0".into()),
+        ..finish(
+            run.id,
+            run.fencing_token,
+            RunStatus::Failed,
+            "2026-01-01T00:05:01Z",
+        )
+    };
+    assert!(store.finish_run(done).await.unwrap());
+    let stored = store.get_run(run.id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.output.as_deref(), stored.error.as_deref()),
+        (Some("a\u{fffd}b"), Some("exit\u{fffd}"))
+    );
 }

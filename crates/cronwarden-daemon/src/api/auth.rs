@@ -7,7 +7,6 @@ use std::sync::Arc;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use cronwarden::model::Role;
-use cronwarden::store::Store;
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;

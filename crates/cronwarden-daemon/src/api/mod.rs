@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use cronwarden::scheduler::Scheduler;
-use cronwarden::store::SqliteStore;
+use cronwarden::store::Store;
 use jiff::Timestamp;
 use utoipa::openapi::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -23,8 +23,8 @@ pub use self::auth::{hash_token, new_token};
 pub struct AppState {
     /// The running scheduler.
     pub scheduler: Scheduler,
-    /// The store it uses.
-    pub store: Arc<SqliteStore>,
+    /// The store it uses: SQLite or PostgreSQL.
+    pub store: Arc<dyn Store>,
     /// This node's name.
     pub node: String,
     /// When the daemon started.
@@ -33,6 +33,70 @@ pub struct AppState {
     pub openapi: std::sync::OnceLock<OpenApi>,
     /// Renders the metrics at `/metrics`.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// Whether `/metrics` is served without a token.
+    pub metrics_public: bool,
+    /// Job pages as rendered, reused while they still hold.
+    pub job_pages: PageCache,
+}
+
+/// Rendered pages of `GET /api/v1/jobs`, each reused while nothing it shows can have changed:
+/// the same store change number and timetable version (no job created, changed, paused or
+/// deleted, here or by another process) and no job on the page past the next fire it shows.
+/// A dashboard polling the same page then costs one one-row read per request.
+#[derive(Default)]
+pub struct PageCache {
+    pages: std::sync::Mutex<std::collections::HashMap<String, CachedPage>>,
+}
+
+struct CachedPage {
+    seq: i64,
+    timetable: u64,
+    until: Option<Timestamp>,
+    body: axum::body::Bytes,
+}
+
+/// Pages kept; past this the cache starts over (pages are cheap to render again).
+const CACHED_PAGES: usize = 256;
+
+impl PageCache {
+    /// The page stored under `key`, if it still holds.
+    pub(crate) fn get(
+        &self,
+        key: &str,
+        seq: i64,
+        timetable: u64,
+        now: Timestamp,
+    ) -> Option<axum::body::Bytes> {
+        let pages = self.pages.lock().unwrap();
+        let page = pages.get(key)?;
+        let fresh = page.seq == seq
+            && page.timetable == timetable
+            && page.until.is_none_or(|until| now < until);
+        fresh.then(|| page.body.clone())
+    }
+
+    pub(crate) fn put(
+        &self,
+        key: String,
+        seq: i64,
+        timetable: u64,
+        until: Option<Timestamp>,
+        body: axum::body::Bytes,
+    ) {
+        let mut pages = self.pages.lock().unwrap();
+        if pages.len() >= CACHED_PAGES && !pages.contains_key(&key) {
+            pages.clear();
+        }
+        pages.insert(
+            key,
+            CachedPage {
+                seq,
+                timetable,
+                until,
+                body,
+            },
+        );
+    }
 }
 
 /// The process's Prometheus recorder, installed on first use: every metric the engine emits

@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use cronwarden::model::{JobName, JobSpec, Role, Run, RunId, RunStatus, Trigger};
-use cronwarden::store::{JobFilter, JobRecord, NewAudit, RunFilter, Store};
+use cronwarden::store::{JobFilter, JobRecord, NewAudit, RunFilter};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -148,7 +148,23 @@ impl JobView {
         job: cronwarden::store::JobSummary,
         next_fire: Option<Timestamp>,
     ) -> Result<JobView, ApiError> {
-        let spec = serde_json::value::RawValue::from_string(job.spec_json).map_err(|e| {
+        // Stored definitions are passed on unparsed, except those that may hold a literal
+        // credential (an HTTP call, a command with variables), which are shown redacted.
+        let may_hold_credentials = job.spec_json.contains(r#""type":"http""#)
+            || (job.spec_json.contains(r#""type":"command""#)
+                && !job.spec_json.contains(r#""env":{}"#));
+        let spec_json = if may_hold_credentials {
+            let spec: JobSpec = serde_json::from_str(&job.spec_json).map_err(|e| {
+                ApiError::store(cronwarden::store::StoreError::Corrupt(format!(
+                    "job {}: {e}",
+                    job.name
+                )))
+            })?;
+            serde_json::to_string(&shown(&spec)).expect("a job definition serializes")
+        } else {
+            job.spec_json
+        };
+        let spec = serde_json::value::RawValue::from_string(spec_json).map_err(|e| {
             ApiError::store(cronwarden::store::StoreError::Corrupt(format!(
                 "job {}: {e}",
                 job.name
@@ -171,7 +187,7 @@ impl JobView {
             name: record.spec.name.to_string(),
             enabled: record.spec.enabled && record.paused.is_none(),
             paused: record.paused.clone(),
-            spec: serde_json::value::to_raw_value(&record.spec)
+            spec: serde_json::value::to_raw_value(&shown(&record.spec))
                 .expect("a job definition serializes"),
             version: record.version,
             created_at: record.created_at.to_string(),
@@ -179,6 +195,14 @@ impl JobView {
             next_fire: next_fire.map(|t| t.to_string()),
         }
     }
+}
+
+/// A definition as responses show it: literal credentials redacted (see
+/// [`cronwarden::secret::redact_action`]).
+fn shown(spec: &JobSpec) -> JobSpec {
+    let mut shown = spec.clone();
+    shown.action = cronwarden::secret::redact_action(&spec.action);
+    shown
 }
 
 /// A page of jobs.
@@ -232,9 +256,25 @@ async fn list_jobs(
     caller: Caller,
     State(state): Shared,
     Query(query): Query<JobQuery>,
-) -> Result<Json<JobPage>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
     caller.require(Role::Viewer)?;
     let limit = limit(query.limit)?;
+    // Read before the page: a change made while it renders makes the cached copy stale
+    // rather than hiding the change.
+    let seq = state.store.change_seq().await.map_err(ApiError::store)?;
+    let timetable = state.scheduler.timetable_version();
+    let key = format!(
+        "{:?}|{:?}|{:?}|{:?}|{limit}",
+        query.enabled, query.tag, query.q, query.after
+    );
+    let json = [(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    )];
+    if let Some(body) = state.job_pages.get(&key, seq, timetable, Timestamp::now()) {
+        return Ok((json, body).into_response());
+    }
     let filter = JobFilter {
         after: query
             .after
@@ -262,12 +302,20 @@ async fn list_jobs(
     // One look at the timetable for the whole page.
     let names: Vec<&JobName> = page.iter().map(|j| &j.name).collect();
     let next_fires = state.scheduler.next_fire_of(&names);
+    // The page holds until the first of its jobs fires (its next fire moves on).
+    let until = next_fires.iter().flatten().min().copied();
     let jobs = page
         .into_iter()
         .zip(next_fires)
         .map(|(j, next_fire)| JobView::summary(j, next_fire))
         .collect::<Result<Vec<_>, ApiError>>()?;
-    Ok(Json(JobPage { jobs, next }))
+    let body = axum::body::Bytes::from(
+        serde_json::to_vec(&JobPage { jobs, next }).expect("a page serializes"),
+    );
+    state
+        .job_pages
+        .put(key, seq, timetable, until, body.clone());
+    Ok((json, body).into_response())
 }
 
 async fn job_record(state: &AppState, name: &str) -> Result<JobRecord, ApiError> {
@@ -345,9 +393,19 @@ async fn store_job(
     state: &AppState,
     caller: &Caller,
     action: &str,
-    spec: JobSpec,
+    mut spec: JobSpec,
 ) -> Result<JobView, ApiError> {
-    let detail = serde_json::to_value(&spec).ok();
+    // A definition read from here and written back carries `[redacted]` where a literal
+    // credential was: keep the stored one.
+    if let Some(stored) = state
+        .store
+        .get_job(&spec.name)
+        .await
+        .map_err(ApiError::store)?
+    {
+        cronwarden::secret::restore_redacted(&mut spec.action, &stored.spec.action);
+    }
+    let detail = serde_json::to_value(shown(&spec)).ok();
     let record = state
         .scheduler
         .upsert_job(spec)
@@ -1116,17 +1174,20 @@ async fn events(
 }
 
 /// Metrics in the Prometheus text format: fires claimed, runs by job and status, run
-/// durations and lateness (histograms), retries, runs executing, store latency.
+/// durations and lateness (histograms), retries, runs executing, store latency. Needs a token
+/// unless the daemon runs with `metrics_public = true`.
 #[utoipa::path(get, path = "/metrics", tag = "health", security(("bearer" = [])), extensions(("x-required-role" = json!("viewer"))),
     responses(
         (status = 200, description = "the metrics", content_type = "text/plain; version=0.0.4", body = String),
         (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn prometheus(
-    caller: Caller,
+    caller: Result<Caller, ApiError>,
     State(state): Shared,
 ) -> Result<impl axum::response::IntoResponse, ApiError> {
-    caller.require(Role::Viewer)?;
+    if !state.metrics_public {
+        caller?.require(Role::Viewer)?;
+    }
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,

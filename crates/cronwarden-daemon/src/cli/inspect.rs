@@ -1,16 +1,17 @@
 //! `cronwarden jobs list|show|trigger|pause|resume` and `cronwarden runs list|show`: the
 //! store, used directly.
 //!
-//! They open the database the configuration names (SQLite, WAL mode, so using it beside a
-//! running daemon is safe). `trigger`, `pause` and `resume` write to it; a running daemon
-//! notices within a second (it watches the store's change number) and acts.
+//! They open the database the configuration names: a SQLite file (WAL mode, so using it beside
+//! a running daemon is safe) or PostgreSQL (`CRONWARDEN_DATABASE_URL`, or a `postgres://` URL
+//! as the database setting), as the daemon does. `trigger`, `pause` and `resume` write to it;
+//! a running daemon notices within a second (it watches the store's change number) and acts.
 
 use std::path::PathBuf;
 use std::str::FromStr;
 
 use clap::{Args, Subcommand};
 use cronwarden::model::{JobName, Run, RunId, RunStatus};
-use cronwarden::store::{JobRecord, RunFilter, SqliteStore, Store};
+use cronwarden::store::{JobRecord, RunFilter, Store};
 use jiff::Timestamp;
 use serde_json::json;
 
@@ -19,6 +20,7 @@ use super::source::{Source, Triggered};
 use super::validate::report_errors;
 use super::CliError;
 use cronwarden_daemon::config::Config;
+use cronwarden_daemon::store::AnyStore;
 
 /// Where the store is.
 #[derive(Debug, Args)]
@@ -120,18 +122,21 @@ pub(super) fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
         .map_err(|e| CliError(format!("cannot start the runtime: {e}")))
 }
 
-pub(super) async fn open_store(args: &StoreArgs) -> Result<SqliteStore, CliError> {
+/// The store the configuration names, as the daemon opens it. A SQLite file must exist already
+/// (a typo in its path should not create an empty one); a PostgreSQL database is connected to.
+pub(super) async fn open_store(args: &StoreArgs) -> Result<AnyStore, CliError> {
     let config = Config::load(&args.config)
         .map_err(|errors| report_errors(&args.config.display().to_string(), &errors))?;
-    let path = &config.settings.database;
-    if !std::path::Path::new(path).exists() {
+    let settings = &config.settings;
+    if !settings.is_postgres() && !std::path::Path::new(&settings.database).exists() {
         return Err(CliError(format!(
-            "no database at {path:?}: has `cronwarden serve` run with this configuration?"
+            "no database at {:?}: has `cronwarden serve` run with this configuration?",
+            settings.database
         )));
     }
-    SqliteStore::open(path)
+    AnyStore::open(&settings.database)
         .await
-        .map_err(|e| CliError(format!("cannot open the database {path:?}: {e}")))
+        .map_err(|e| CliError(e.to_string()))
 }
 
 fn job_name(name: &str) -> Result<JobName, CliError> {
@@ -303,7 +308,7 @@ pub fn jobs(args: JobsArgs) -> Result<(), CliError> {
 
 fn job_json(job: &JobRecord, stats: Option<&cronwarden::store::JobStats>) -> serde_json::Value {
     let mut doc = json!({
-        "spec": job.spec,
+        "spec": shown_spec(&job.spec),
         "paused": job.paused,
         "enabled": job.effective_spec().enabled,
         "version": job.version,
@@ -401,7 +406,7 @@ fn actor() -> String {
 
 /// Writes a change made through the CLI to the audit log.
 pub(super) async fn audit(
-    store: &impl Store,
+    store: &dyn Store,
     action: &str,
     target: &str,
     detail: Option<serde_json::Value>,
@@ -419,4 +424,11 @@ pub(super) async fn audit(
         .await
         .map(|_| ())
         .map_err(store_error)
+}
+
+/// A definition as shown: literal credentials redacted, as the API shows them.
+pub(crate) fn shown_spec(spec: &cronwarden::model::JobSpec) -> cronwarden::model::JobSpec {
+    let mut shown = spec.clone();
+    shown.action = cronwarden::secret::redact_action(&spec.action);
+    shown
 }

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use clap::Args;
 use cronwarden::clock::{Clock, SystemClock};
-use cronwarden::executor::{Executors, RustJobs};
+use cronwarden::executor::{Executors, RustJobs, SqlExecutor};
 use cronwarden::scheduler::{Scheduler, SchedulerConfig};
-use cronwarden::store::{SqliteStore, Store};
+use cronwarden::store::Store;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
@@ -18,6 +18,7 @@ use super::CliError;
 use cronwarden::model::Role;
 use cronwarden_daemon::api;
 use cronwarden_daemon::config::Config;
+use cronwarden_daemon::store::AnyStore;
 
 /// How often old run history is pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -55,12 +56,12 @@ pub fn serve(args: ServeArgs) -> Result<(), CliError> {
 
 async fn run(config: Config) -> Result<(), CliError> {
     let settings = &config.settings;
-    let store = Arc::new(SqliteStore::open(&settings.database).await.map_err(|e| {
-        CliError(format!(
-            "cannot open the database {:?}: {e}",
-            settings.database
-        ))
-    })?);
+    // SQLite or PostgreSQL, as the database setting (or CRONWARDEN_DATABASE_URL) says; the
+    // rest of the daemon sees the trait only.
+    let database = AnyStore::open(&settings.database)
+        .await
+        .map_err(|e| CliError(e.to_string()))?;
+    let store = database.shared();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     // The file is the source of truth for the jobs it declares: apply them before the scheduler
     // loads the timetable. Unchanged jobs keep their version; history is kept either way.
@@ -76,7 +77,7 @@ async fn run(config: Config) -> Result<(), CliError> {
     let scheduler = Scheduler::new(
         store.clone(),
         clock.clone(),
-        Executors::new(RustJobs::new()),
+        Executors::new(RustJobs::new()).with_sql(SqlExecutor::new(config.connections.clone())),
         SchedulerConfig {
             node: node.clone(),
             max_concurrent_runs: settings.max_concurrent_runs as usize,
@@ -85,7 +86,7 @@ async fn run(config: Config) -> Result<(), CliError> {
         },
     );
     scheduler.start();
-    bootstrap_admin_token(&store).await?;
+    bootstrap_admin_token(&*store).await?;
 
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
@@ -98,6 +99,8 @@ async fn run(config: Config) -> Result<(), CliError> {
         started_at: clock.now(),
         openapi: Default::default(),
         metrics,
+        metrics_public: settings.metrics_public,
+        job_pages: Default::default(),
     });
     let stop_serving = CancellationToken::new();
     let server = tokio::spawn({
@@ -111,11 +114,13 @@ async fn run(config: Config) -> Result<(), CliError> {
             .await
         }
     });
-    tracing::info!(%node, jobs = config.jobs.len(), database = %settings.database, api = %listening, "cronwarden is running");
+    // The database as shown: a URL's password is never logged.
+    tracing::info!(%node, jobs = config.jobs.len(), store = %database.kind(), database = %settings.database_shown(), api = %listening, "cronwarden is running");
 
     let stop = CancellationToken::new();
     let pruner = tokio::spawn(prune_history(
         store.clone(),
+        scheduler.clone(),
         clock.clone(),
         config.clone(),
         stop.clone(),
@@ -137,14 +142,14 @@ async fn run(config: Config) -> Result<(), CliError> {
     }
     scheduler.stop().await;
     let _ = pruner.await;
-    store.close().await;
+    database.close().await;
     tracing::info!("stopped");
     Ok(())
 }
 
 /// On a store with no tokens at all, `CRONWARDEN_ADMIN_TOKEN` (when set) becomes the first
 /// admin token, named `admin`: a way in for a fresh deployment. Ignored once any token exists.
-async fn bootstrap_admin_token(store: &SqliteStore) -> Result<(), CliError> {
+async fn bootstrap_admin_token(store: &dyn Store) -> Result<(), CliError> {
     let Ok(token) = std::env::var("CRONWARDEN_ADMIN_TOKEN") else {
         return Ok(());
     };
@@ -162,22 +167,30 @@ async fn bootstrap_admin_token(store: &SqliteStore) -> Result<(), CliError> {
                 .to_owned(),
         ));
     }
-    store
+    let created = store
         .create_token(
             "admin",
             Role::Admin,
             &api::hash_token(token.trim()),
             jiff::Timestamp::now(),
         )
-        .await
-        .map_err(|e| CliError(format!("cannot store the admin token: {e}")))?;
-    tracing::info!("created the admin token from CRONWARDEN_ADMIN_TOKEN");
+        .await;
+    match created {
+        Ok(_) => tracing::info!("created the admin token from CRONWARDEN_ADMIN_TOKEN"),
+        // Another node starting at the same moment created it first.
+        Err(cronwarden::store::StoreError::Conflict(_)) => {
+            tracing::info!("CRONWARDEN_ADMIN_TOKEN ignored: another node created the admin token")
+        }
+        Err(e) => return Err(CliError(format!("cannot store the admin token: {e}"))),
+    }
     Ok(())
 }
 
-/// Prunes run history by the retention settings: at start, then every hour.
+/// Prunes run history by the retention settings: at start, then every hour. On a shared
+/// store only the node holding the maintenance lease prunes (one pruner for the cluster).
 async fn prune_history(
-    store: Arc<SqliteStore>,
+    store: Arc<dyn Store>,
+    scheduler: Scheduler,
     clock: Arc<dyn Clock>,
     config: Config,
     stop: CancellationToken,
@@ -185,10 +198,14 @@ async fn prune_history(
     let retention = config.settings.retention;
     loop {
         let cutoff = clock.now() - retention.max_age;
-        match store.prune_runs(retention.keep_last, cutoff).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(deleted = n, "pruned run history"),
-            Err(e) => tracing::warn!(error = %e, "pruning run history failed; will try again"),
+        if scheduler.is_maintainer() {
+            match store.prune_runs(retention.keep_last, cutoff).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deleted = n, "pruned run history"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "pruning run history failed; will try again")
+                }
+            }
         }
         tokio::select! {
             () = stop.cancelled() => return,

@@ -3,12 +3,13 @@
 //! Both give the same records, so the commands print the same output either way.
 
 use cronwarden::model::{JobName, Run, RunId};
-use cronwarden::store::{JobRecord, JobStats, RunFilter, SqliteStore, Store};
+use cronwarden::store::{JobRecord, JobStats, RunFilter};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{json, Value};
 
 use super::inspect::{audit, open_store, store_error, StoreArgs};
 use super::CliError;
+use cronwarden_daemon::store::AnyStore;
 
 /// A daemon's API.
 pub(super) struct Remote {
@@ -18,7 +19,7 @@ pub(super) struct Remote {
 }
 
 pub(super) enum Source {
-    Local(SqliteStore),
+    Local(AnyStore),
     Remote(Remote),
 }
 
@@ -168,7 +169,7 @@ impl Source {
                 {
                     return Err(CliError(format!("no job is named {name:?}")));
                 }
-                audit(store, "job.trigger", name.as_str(), None).await?;
+                audit(&**store, "job.trigger", name.as_str(), None).await?;
                 Ok(Triggered::Requested)
             }
             Source::Remote(remote) => {
@@ -197,14 +198,14 @@ impl Source {
                 match reason {
                     Some(reason) => {
                         audit(
-                            store,
+                            &**store,
                             "job.pause",
                             name.as_str(),
                             Some(json!({ "reason": reason })),
                         )
                         .await?
                     }
-                    None => audit(store, "job.resume", name.as_str(), None).await?,
+                    None => audit(&**store, "job.resume", name.as_str(), None).await?,
                 }
                 Ok(job)
             }

@@ -2,7 +2,6 @@
 
 use clap::{Args, Subcommand};
 use cronwarden::model::Role;
-use cronwarden::store::Store;
 use jiff::Timestamp;
 use serde_json::json;
 
@@ -57,7 +56,7 @@ pub fn tokens(args: TokensArgs) -> Result<(), CliError> {
                     .create_token(name, role, &api::hash_token(&token), now)
                     .await
                     .map_err(store_error)?;
-                audit(&store, "token.create", name, Some(json!({ "role": role }))).await?;
+                audit(&*store, "token.create", name, Some(json!({ "role": role }))).await?;
                 if args.store.json {
                     format!("{:#}\n", json!({ "name": name, "role": role, "token": token }))
                 } else {
@@ -89,7 +88,7 @@ pub fn tokens(args: TokensArgs) -> Result<(), CliError> {
                 if !store.revoke_token(&name, now).await.map_err(store_error)? {
                     return Err(CliError(format!("no token named {name:?} is active")));
                 }
-                audit(&store, "token.revoke", &name, None).await?;
+                audit(&*store, "token.revoke", &name, None).await?;
                 if args.store.json {
                     format!("{:#}\n", json!({ "name": name, "revoked": true }))
                 } else {

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
-use cronwarden::model::{Action, JobSpec};
+use cronwarden::model::JobSpec;
 use jiff::Timestamp;
 use serde_json::{json, Value};
 
@@ -134,16 +134,14 @@ fn job_json(job: &JobSpec, after: Timestamp) -> Value {
         "summary": schedule.map(|s| s.explain(after).summary),
         "next": if job.enabled { next_fire(job, after) } else { None },
         "after": job.after.iter().map(|n| n.as_str()).collect::<Vec<_>>(),
-        "action": match &job.action {
-            Action::Command { .. } => "command",
-            Action::Rust { .. } => "rust",
-        },
+        "action": job.action.kind(),
     })
 }
 
 fn settings_json(settings: &Settings) -> Value {
     json!({
-        "database": settings.database,
+        // A URL's password is never shown.
+        "database": settings.database_shown(),
         "node": settings.node_name(),
         "listen": settings.listen.to_string(),
         "max_concurrent_runs": settings.max_concurrent_runs,
@@ -156,10 +154,11 @@ fn settings_json(settings: &Settings) -> Value {
 }
 
 fn error_json(error: &ConfigError) -> Value {
-    let (job_index, job, env) = match &error.scope {
-        Scope::Job { index, name } => (Some(*index), name.as_ref().map(|n| n.as_str()), None),
-        Scope::Env(var) => (None, None, Some(var.as_str())),
-        Scope::File => (None, None, None),
+    let (job_index, job, env, connection) = match &error.scope {
+        Scope::Job { index, name } => (Some(*index), name.as_ref().map(|n| n.as_str()), None, None),
+        Scope::Env(var) => (None, None, Some(var.as_str()), None),
+        Scope::Connection(name) => (None, None, None, Some(name.as_str())),
+        Scope::File => (None, None, None, None),
     };
     json!({
         "file": error.file,
@@ -169,6 +168,7 @@ fn error_json(error: &ConfigError) -> Value {
         "job_index": job_index,
         "job": job,
         "env": env,
+        "connection": connection,
         "field": error.field,
         "reason": error.reason,
         "message": error.to_string(),

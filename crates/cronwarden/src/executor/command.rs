@@ -168,6 +168,7 @@ impl Executor for CommandExecutor {
                     retryable,
                     output,
                     exit_code,
+                    retry_after: None,
                 }
             }
             Err(e) => Outcome::retryable(format!("waiting for the process failed: {e}")),

@@ -3,21 +3,32 @@
 //! An executor turns an [`Action`] into an [`Outcome`]. It does not deal with timeouts, retries
 //! or history: the scheduler wraps every execution in those. It must stop promptly when the
 //! run's cancellation token fires (a timeout, a shutdown, an operator's cancel, `overlap =
-//! replace`). HTTP and SQL actions slot in as further executors next to these.
+//! replace`).
+//!
+//! [`Executors`] picks the executor by the action's type and is where secrets are handled:
+//! references are resolved into a copy of the action just before it runs, and every value
+//! resolved is cut out of the outcome before the outcome goes anywhere (see [`crate::secret`]).
 
 mod command;
+pub mod http;
 mod rust;
+#[cfg(feature = "sql")]
+pub mod sql;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use tokio_util::sync::CancellationToken;
 
 use crate::model::{Action, JobName, RunId, Trigger};
+use crate::secret::{self, Redactor};
 
 pub use self::command::CommandExecutor;
+pub use self::http::HttpExecutor;
 pub use self::rust::{JobError, RustJob, RustJobs};
+#[cfg(feature = "sql")]
+pub use self::sql::{ConnectionSpec, SqlExecutor};
 
 /// What a run knows about itself, handed to the executor.
 #[derive(Clone, Debug)]
@@ -56,6 +67,8 @@ pub enum Outcome {
         output: Option<String>,
         /// A command's exit code.
         exit_code: Option<i32>,
+        /// The earliest a retry may come, when the other side said so (HTTP `Retry-After`).
+        retry_after: Option<SignedDuration>,
     },
 }
 
@@ -67,6 +80,7 @@ impl Outcome {
             retryable: true,
             output: None,
             exit_code: None,
+            retry_after: None,
         }
     }
 
@@ -77,7 +91,29 @@ impl Outcome {
             retryable: false,
             output: None,
             exit_code: None,
+            retry_after: None,
         }
+    }
+
+    /// The outcome with every secret value in its text replaced.
+    pub fn redacted(mut self, redactor: &Redactor) -> Outcome {
+        if redactor.is_empty() {
+            return self;
+        }
+        match &mut self {
+            Outcome::Succeeded { output, .. } => {
+                if let Some(output) = output {
+                    redactor.redact_in_place(output);
+                }
+            }
+            Outcome::Failed { error, output, .. } => {
+                redactor.redact_in_place(error);
+                if let Some(output) = output {
+                    redactor.redact_in_place(output);
+                }
+            }
+        }
+        self
     }
 }
 
@@ -93,6 +129,9 @@ pub trait Executor: Send + Sync + 'static {
 pub struct Executors {
     command: Arc<CommandExecutor>,
     rust: Arc<RustJobs>,
+    http: Arc<HttpExecutor>,
+    #[cfg(feature = "sql")]
+    sql: Arc<SqlExecutor>,
 }
 
 impl Executors {
@@ -101,7 +140,53 @@ impl Executors {
         Executors {
             command: Arc::new(CommandExecutor::default()),
             rust: Arc::new(rust),
+            http: Arc::new(HttpExecutor::default()),
+            #[cfg(feature = "sql")]
+            sql: Arc::new(SqlExecutor::default()),
         }
+    }
+
+    /// Adds the connections SQL jobs run against.
+    #[cfg(feature = "sql")]
+    pub fn with_sql(mut self, sql: SqlExecutor) -> Executors {
+        self.sql = Arc::new(sql);
+        self
+    }
+
+    /// Checks that what `action` needs exists here: the handler a Rust job names, the
+    /// connection an SQL job names.
+    pub fn check(&self, action: &Action) -> Result<(), crate::model::SpecError> {
+        match action {
+            Action::Rust { handler } if !self.rust.contains(handler) => {
+                Err(crate::model::SpecError::new(
+                    "action.handler",
+                    format!("no Rust handler is registered as {handler:?}"),
+                ))
+            }
+            #[cfg(feature = "sql")]
+            Action::Sql(sql) if !self.sql.has(&sql.connection) => {
+                let known: Vec<&str> = self.sql.names().collect();
+                Err(crate::model::SpecError::new(
+                    "action.connection",
+                    format!(
+                        "no connection is named {:?} (declared: {known:?})",
+                        sql.connection
+                    ),
+                ))
+            }
+            #[cfg(not(feature = "sql"))]
+            Action::Sql(_) => Err(crate::model::SpecError::new(
+                "action.type",
+                "this build has no SQL jobs (the `sql` feature)",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Releases what the executors hold open (database pools); on shutdown.
+    pub async fn close(&self) {
+        #[cfg(feature = "sql")]
+        self.sql.close().await;
     }
 
     /// The registered Rust jobs (to check that a job's handler exists).
@@ -113,9 +198,27 @@ impl Executors {
 #[async_trait]
 impl Executor for Executors {
     async fn execute(&self, action: &Action, ctx: &RunContext) -> Outcome {
-        match action {
-            Action::Command { .. } => self.command.execute(action, ctx).await,
-            Action::Rust { .. } => self.rust.execute(action, ctx).await,
+        // Rust jobs hold no strings to resolve, and are the hot path of a busy scheduler.
+        if let Action::Rust { .. } = action {
+            return self.rust.execute(action, ctx).await;
         }
+        let (action, redactor) = match secret::resolve_action(action) {
+            Ok(resolved) => resolved,
+            // Nothing ran; a missing variable or file is a configuration error.
+            Err(e) => return Outcome::fatal(e.to_string()),
+        };
+        let outcome = match &action {
+            Action::Command { .. } => Box::pin(self.command.execute(&action, ctx)).await,
+            // Boxed: an HTTP call's or a query's future is large, and held inline it would
+            // make every run's future that large, Rust jobs' too (10,000 runs at one instant
+            // then allocate and touch ~170 MB more, and start tens of milliseconds later).
+            Action::Http(http) => Box::pin(self.http.execute(http, ctx)).await,
+            #[cfg(feature = "sql")]
+            Action::Sql(sql) => Box::pin(self.sql.execute(sql, ctx)).await,
+            #[cfg(not(feature = "sql"))]
+            Action::Sql(_) => Outcome::fatal("this build has no SQL jobs (the `sql` feature)"),
+            Action::Rust { .. } => unreachable!("handled above"),
+        };
+        outcome.redacted(&redactor)
     }
 }

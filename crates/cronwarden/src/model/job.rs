@@ -75,7 +75,8 @@ pub struct SpecError {
 }
 
 impl SpecError {
-    pub(crate) fn new(field: impl Into<String>, reason: impl Into<String>) -> SpecError {
+    /// A problem with `field`.
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> SpecError {
         SpecError {
             field: field.into(),
             reason: reason.into(),
@@ -104,6 +105,138 @@ pub enum Action {
         /// The name the handler was registered under.
         handler: String,
     },
+    /// Calls an HTTP endpoint.
+    Http(HttpAction),
+    /// Runs SQL against a connection declared in the configuration.
+    Sql(SqlAction),
+}
+
+impl Action {
+    /// Every string of the action that may hold a secret reference (`${env:NAME}`,
+    /// `${file:PATH}`), with the field it is in. A Rust action has none: its handler is code.
+    pub fn strings_mut(&mut self) -> Vec<(String, &mut String)> {
+        let mut out = Vec::new();
+        match self {
+            Action::Command { argv, env, cwd: _ } => {
+                for (i, arg) in argv.iter_mut().enumerate() {
+                    out.push((format!("action.argv[{i}]"), arg));
+                }
+                for (name, value) in env.iter_mut() {
+                    out.push((format!("action.env.{name}"), value));
+                }
+            }
+            Action::Rust { .. } => {}
+            Action::Http(http) => {
+                out.push(("action.url".to_owned(), &mut http.url));
+                for (name, value) in http.headers.iter_mut() {
+                    out.push((format!("action.headers.{name}"), value));
+                }
+                for (name, value) in http.query.iter_mut() {
+                    out.push((format!("action.query.{name}"), value));
+                }
+                if let Some(body) = &mut http.body {
+                    out.push(("action.body".to_owned(), body));
+                }
+                if let Some(secret) = &mut http.hmac_secret {
+                    out.push(("action.hmac_secret".to_owned(), secret));
+                }
+            }
+            Action::Sql(sql) => {
+                if let Some(statement) = &mut sql.statement {
+                    out.push(("action.statement".to_owned(), statement));
+                }
+                for (i, statement) in sql.script.iter_mut().enumerate() {
+                    out.push((format!("action.script[{i}]"), statement));
+                }
+            }
+        }
+        out
+    }
+
+    /// The action's type as written in a job definition.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::Command { .. } => "command",
+            Action::Rust { .. } => "rust",
+            Action::Http(_) => "http",
+            Action::Sql(_) => "sql",
+        }
+    }
+}
+
+/// An HTTP call. The response's status decides the outcome: a success status (2xx unless
+/// `success_status` says otherwise) succeeds; 408, 429, 5xx and network errors may be retried;
+/// any other status is fatal.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpAction {
+    /// The method (default `GET`).
+    #[serde(default = "get")]
+    pub method: String,
+    /// The URL, `http://` or `https://`.
+    pub url: String,
+    /// Request headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Query parameters added to the URL.
+    #[serde(default)]
+    pub query: BTreeMap<String, String>,
+    /// A text body (sent as `text/plain` unless a `content-type` header says otherwise).
+    #[serde(default)]
+    pub body: Option<String>,
+    /// A JSON body (sent as `application/json`); exclusive with `body`.
+    #[serde(default)]
+    pub json: Option<serde_json::Value>,
+    /// How long the request may take before it fails (retryably); the job's `timeout` still
+    /// bounds the whole run.
+    #[serde(default)]
+    pub timeout: Option<SignedDuration>,
+    /// The statuses that count as success (default: any 2xx).
+    #[serde(default)]
+    pub success_status: Vec<u16>,
+    /// A shared secret: when set, the body is signed with HMAC-SHA256 (see the README) so the
+    /// receiver can check the call came from cronwarden.
+    #[serde(default)]
+    pub hmac_secret: Option<String>,
+    /// Response headers kept with the run (names, case-insensitive).
+    #[serde(default)]
+    pub keep_headers: Vec<String>,
+}
+
+/// SQL run against a named connection.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlAction {
+    /// The connection's name, as declared under `[connections]`.
+    pub connection: String,
+    /// One statement.
+    #[serde(default)]
+    pub statement: Option<String>,
+    /// Several statements run in order in one transaction; exclusive with `statement`.
+    #[serde(default)]
+    pub script: Vec<String>,
+    /// Repeat `statement` while it affects rows, each round in its own transaction (a bounded
+    /// `DELETE ... LIMIT 1000`, say), so a large cleanup never holds one huge transaction.
+    #[serde(default)]
+    pub batch: bool,
+    /// In batch mode, a pause between rounds, to leave room for the application's own work.
+    #[serde(default)]
+    pub batch_pause: Option<SignedDuration>,
+    /// In batch mode, stop after this many rounds (default: until a round affects no rows).
+    #[serde(default)]
+    pub max_batches: Option<u32>,
+    /// Enforced by the database server where it supports one (PostgreSQL `statement_timeout`,
+    /// MariaDB `max_statement_time`, MySQL `max_execution_time`); per statement.
+    #[serde(default)]
+    pub statement_timeout: Option<SignedDuration>,
+    /// For a statement that returns rows, how many are kept with the run (as JSON).
+    #[serde(default = "ten")]
+    pub keep_rows: u32,
+    /// A check rather than a change: the run fails (without retries) when the statement
+    /// returns any row, and keeps the rows, so that "products low on stock" or "payments
+    /// stuck in PENDING" become a failed run that alerts.
+    #[serde(default)]
+    pub fail_when_rows: bool,
 }
 
 /// What happens when a fire comes while the job's previous run is still going.
@@ -280,6 +413,12 @@ fn yes() -> bool {
 fn one() -> u32 {
     1
 }
+fn ten() -> u32 {
+    10
+}
+fn get() -> String {
+    "GET".to_owned()
+}
 fn one_minute() -> SignedDuration {
     SignedDuration::from_secs(60)
 }
@@ -367,7 +506,14 @@ impl JobSpec {
                     "needs the name of a registered handler",
                 ));
             }
+            Action::Http(http) => http.validate()?,
+            Action::Sql(sql) => sql.validate()?,
             _ => {}
+        }
+        let mut action = self.action.clone();
+        for (field, value) in action.strings_mut() {
+            crate::secret::check_references(value)
+                .map_err(|reason| SpecError::new(field, reason))?;
         }
         let positive = |field: &str, d: SignedDuration| {
             if d.is_positive() {
@@ -418,6 +564,105 @@ impl JobSpec {
         }
         if self.max_concurrency == 0 {
             return Err(SpecError::new("max_concurrency", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+impl HttpAction {
+    fn validate(&self) -> Result<(), SpecError> {
+        if self.method.is_empty() || !self.method.bytes().all(|b| b.is_ascii_alphabetic()) {
+            return Err(SpecError::new(
+                "action.method",
+                format!("{:?} is not an HTTP method", self.method),
+            ));
+        }
+        // A URL made of a secret reference is checked when the run starts.
+        if !self.url.starts_with("${") {
+            let scheme = self.url.split_once("://").map(|(scheme, _)| scheme);
+            if !matches!(scheme, Some("http" | "https")) {
+                return Err(SpecError::new(
+                    "action.url",
+                    format!("must be an http:// or https:// URL, got {:?}", self.url),
+                ));
+            }
+        }
+        if self.body.is_some() && self.json.is_some() {
+            return Err(SpecError::new(
+                "action.json",
+                "give either body (text) or json, not both",
+            ));
+        }
+        if let Some(timeout) = self.timeout {
+            if !timeout.is_positive() {
+                return Err(SpecError::new("action.timeout", "must be positive"));
+            }
+        }
+        if let Some(bad) = self
+            .success_status
+            .iter()
+            .find(|s| !(100..=599).contains(*s))
+        {
+            return Err(SpecError::new(
+                "action.success_status",
+                format!("{bad} is not an HTTP status"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl SqlAction {
+    fn validate(&self) -> Result<(), SpecError> {
+        if self.connection.is_empty() {
+            return Err(SpecError::new(
+                "action.connection",
+                "needs the name of a connection declared under [connections]",
+            ));
+        }
+        match (&self.statement, self.script.is_empty()) {
+            (None, true) => {
+                return Err(SpecError::new(
+                    "action.statement",
+                    "needs a statement (or a script)",
+                ))
+            }
+            (Some(_), false) => {
+                return Err(SpecError::new(
+                    "action.script",
+                    "give either statement or script, not both",
+                ))
+            }
+            (Some(s), true) if s.trim().is_empty() => {
+                return Err(SpecError::new("action.statement", "is empty"))
+            }
+            _ => {}
+        }
+        if let Some(i) = self.script.iter().position(|s| s.trim().is_empty()) {
+            return Err(SpecError::new(format!("action.script[{i}]"), "is empty"));
+        }
+        if self.batch && self.statement.is_none() {
+            return Err(SpecError::new(
+                "action.batch",
+                "batch mode repeats one statement: use statement, not script",
+            ));
+        }
+        if !self.batch && (self.batch_pause.is_some() || self.max_batches.is_some()) {
+            return Err(SpecError::new(
+                "action.batch",
+                "batch_pause and max_batches need batch = true",
+            ));
+        }
+        if self.max_batches == Some(0) {
+            return Err(SpecError::new("action.max_batches", "must be at least 1"));
+        }
+        if let Some(timeout) = self.statement_timeout {
+            if !timeout.is_positive() {
+                return Err(SpecError::new(
+                    "action.statement_timeout",
+                    "must be positive",
+                ));
+            }
         }
         Ok(())
     }

@@ -10,7 +10,7 @@ mod run;
 
 pub use self::access::{ApiToken, AuditEntry, Role};
 pub use self::job::{
-    Action, FoldChoice, GapChoice, JobName, JobSpec, MisfirePolicy, OverlapPolicy, RetryPolicy,
-    SpecError,
+    Action, FoldChoice, GapChoice, HttpAction, JobName, JobSpec, MisfirePolicy, OverlapPolicy,
+    RetryPolicy, SpecError, SqlAction,
 };
 pub use self::run::{Run, RunId, RunStatus, Trigger};

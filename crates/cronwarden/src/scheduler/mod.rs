@@ -12,6 +12,7 @@
 //! the rest (recording them `interrupted`) and returns when everything has ended. Stopping twice,
 //! or stopping a scheduler that never started, is harmless.
 
+mod cluster;
 mod recorder;
 mod runner;
 
@@ -50,6 +51,14 @@ pub struct SchedulerConfig {
     /// How often (in real time) the store is checked for changes made by other processes,
     /// such as `cronwarden jobs pause` or `jobs trigger`.
     pub watch_interval: SignedDuration,
+    /// On a shared store, how long before their instant fires are claimed by a node that is
+    /// not the job's preferred one (when that node died or lags): well after `claim_ahead`.
+    pub claim_ahead_others: SignedDuration,
+    /// On a shared store, how often (in real time) the node heartbeats.
+    pub heartbeat_interval: SignedDuration,
+    /// On a shared store, how long a heartbeat holds: a node silent for this long is presumed
+    /// dead and its runs are rescued by another node.
+    pub node_lease: SignedDuration,
 }
 
 impl Default for SchedulerConfig {
@@ -61,6 +70,9 @@ impl Default for SchedulerConfig {
             max_missed_records: 1000,
             claim_ahead: SignedDuration::from_millis(500),
             watch_interval: SignedDuration::from_secs(1),
+            claim_ahead_others: SignedDuration::from_millis(100),
+            heartbeat_interval: SignedDuration::from_secs(2),
+            node_lease: SignedDuration::from_secs(10),
         }
     }
 }
@@ -185,6 +197,18 @@ pub(crate) struct Inner {
     config: SchedulerConfig,
     // A std mutex, not a tokio one: it is never held across an await.
     jobs: Mutex<BTreeMap<JobName, JobState>>,
+    /// Held across a change to a job (store write, then timetable) and across a reload from
+    /// the store, so that a reload never sees a store older than the timetable: without it, a
+    /// job created while the reload read the store would be taken for one deleted elsewhere.
+    job_changes: tokio::sync::Mutex<()>,
+    /// Held while fires are claimed, and while the node decides whether its claims still
+    /// hold (see [`cluster`]).
+    claiming: tokio::sync::Mutex<()>,
+    /// This node's view of the cluster (on a shared store).
+    membership: cluster::Membership,
+    /// Counts changes to the set of jobs on the timetable and their definitions (not the
+    /// fires): what a cache of job views is valid for.
+    timetable_version: std::sync::atomic::AtomicU64,
     /// For each job, the jobs that run after it succeeds (the reverse of `after`), so that a
     /// success looks up its followers instead of scanning every job.
     followers: Mutex<HashMap<JobName, BTreeSet<JobName>>>,
@@ -232,6 +256,7 @@ impl Scheduler {
         config: SchedulerConfig,
     ) -> Scheduler {
         let (events, _) = broadcast::channel(4096);
+        let shared = store.shared();
         Scheduler {
             inner: Arc::new(Inner {
                 store,
@@ -240,6 +265,10 @@ impl Scheduler {
                 permits: Arc::new(Semaphore::new(config.max_concurrent_runs.max(1))),
                 config,
                 jobs: Mutex::new(BTreeMap::new()),
+                job_changes: tokio::sync::Mutex::new(()),
+                claiming: tokio::sync::Mutex::new(()),
+                membership: cluster::Membership::new(shared),
+                timetable_version: std::sync::atomic::AtomicU64::new(0),
                 followers: Mutex::new(HashMap::new()),
                 wake: Notify::new(),
                 stop_firing: CancellationToken::new(),
@@ -274,8 +303,11 @@ impl Scheduler {
         if self.started.swap(true, std::sync::atomic::Ordering::SeqCst) {
             return;
         }
-        let (recorder, task) =
-            recorder::spawn(self.inner.store.clone(), self.inner.stop_recorder.clone());
+        let (recorder, task) = recorder::spawn(
+            self.inner.store.clone(),
+            self.inner.stop_recorder.clone(),
+            self.inner.stop_firing.clone(),
+        );
         let _ = self.inner.recorder.set(recorder);
         *self.inner.recorder_task.lock().unwrap() = Some(task);
         let inner = self.inner.clone();
@@ -285,6 +317,9 @@ impl Scheduler {
             }
             inner.recovered.send_replace(true);
             inner.tasks.spawn(inner.clone().watch_store());
+            if inner.store.shared() {
+                inner.tasks.spawn(inner.clone().cluster_duty());
+            }
             inner.run_loop().await;
         });
     }
@@ -313,13 +348,22 @@ impl Scheduler {
                 tracing::error!(error = %e, "the run recorder failed");
             }
         }
+        inner.executors.close().await;
+        if inner.store.shared() {
+            // Every run of this node has ended: nothing of it is left to rescue.
+            if let Err(e) = inner.store.leave(&inner.config.node).await {
+                tracing::warn!(error = %e, "cannot sign this node off the store");
+            }
+        }
     }
 
     /// Stores a job (creating or changing it) and puts it on the timetable at once. A changed
     /// schedule takes effect from now; history is kept.
     pub async fn upsert_job(&self, spec: JobSpec) -> Result<JobRecord, SchedulerError> {
         spec.validate()?;
+        self.inner.executors.check(&spec.action)?;
         self.recovered().await;
+        let _change = self.inner.job_changes.lock().await;
         let record = self
             .inner
             .store
@@ -343,6 +387,7 @@ impl Scheduler {
     /// such job. Its runs in flight carry on, but their results are not kept.
     pub async fn delete_job(&self, name: &JobName) -> Result<bool, SchedulerError> {
         self.recovered().await;
+        let _change = self.inner.job_changes.lock().await;
         let deleted = self.inner.store.delete_job(name).await?;
         self.inner.take_off(name);
         self.inner.wake.notify_one();
@@ -373,6 +418,7 @@ impl Scheduler {
         reason: Option<&str>,
     ) -> Result<JobRecord, SchedulerError> {
         self.recovered().await;
+        let _change = self.inner.job_changes.lock().await;
         let record = self
             .inner
             .store
@@ -438,6 +484,12 @@ impl Scheduler {
             self.inner.wake.notify_one();
             self.inner.emit(SchedulerEvent::Firing { paused: false });
         }
+    }
+
+    /// Whether this node does the maintenance work, such as pruning the history: always when
+    /// alone on its store; on a shared store, while it holds the maintenance lease.
+    pub fn is_maintainer(&self) -> bool {
+        self.inner.membership.maintainer()
     }
 
     /// Whether firing is paused.
@@ -515,6 +567,15 @@ impl Scheduler {
             .collect()
     }
 
+    /// A number that changes whenever a job is put on or taken off the timetable, or its
+    /// definition changes there (not when it fires). With the store's change number, it
+    /// tells a cache of job views whether they still hold.
+    pub fn timetable_version(&self) -> u64 {
+        self.inner
+            .timetable_version
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// The definition of a job as the scheduler holds it now.
     pub fn job(&self, name: &JobName) -> Option<Arc<JobSpec>> {
         self.inner
@@ -567,6 +628,9 @@ impl Inner {
     /// time, and on a change reloads the jobs and takes the run requests.
     async fn watch_store(self: Arc<Self>) {
         let mut seen = None;
+        // A change another node makes is seen at once where the store notifies (PostgreSQL),
+        // at the next poll otherwise.
+        let signal = self.store.change_signal();
         loop {
             match self.store.change_seq().await {
                 Ok(seq) if seen != Some(seq) => {
@@ -582,6 +646,12 @@ impl Inner {
             tokio::select! {
                 () = self.stop_firing.cancelled() => return,
                 () = tokio::time::sleep(self.config.watch_interval.unsigned_abs()) => {}
+                () = async {
+                    match &signal {
+                        Some(signal) => signal.notified().await,
+                        None => std::future::pending().await,
+                    }
+                } => {}
             }
         }
     }
@@ -589,6 +659,7 @@ impl Inner {
     /// Puts on the timetable every job whose stored definition differs from the one held, and
     /// takes off jobs deleted from the store.
     async fn sync_jobs(&self) -> Result<(), StoreError> {
+        let _changes = self.job_changes.lock().await;
         let records = self.store.list_jobs().await?;
         let stored: BTreeSet<&JobName> = records.iter().map(|r| &r.spec.name).collect();
         let mut changed = false;
@@ -649,6 +720,8 @@ impl Inner {
     /// Takes a job off the timetable. Its runs in flight carry on; fires claimed ahead are
     /// recorded skipped at their instant.
     fn take_off(&self, name: &JobName) {
+        self.timetable_version
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let removed = self.jobs.lock().unwrap().remove(name);
         if let Some(job) = removed {
             // A run waiting behind the current one goes with the job (and its history).
@@ -710,6 +783,8 @@ impl Inner {
     /// claimed) when known, else it fires from now on.
     fn put_job(&self, spec: &JobSpec, resume_after: Option<Timestamp>) -> Result<(), SpecError> {
         let schedule = spec.schedule()?;
+        self.timetable_version
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let now = self.clock.now();
         let mut jobs = self.jobs.lock().unwrap();
         let previous = jobs.remove(&spec.name);
@@ -758,9 +833,22 @@ impl Inner {
                 tracing::error!(job = %record.spec.name, error = %e, "stored job is invalid; it will not fire");
             }
         }
-        // Single-node recovery: every unfinished run belongs to a process that is gone.
-        for run in self.store.abandon_runs(None, now).await? {
+        // Alone on the store, every unfinished run belongs to a process that is gone. On a
+        // shared store only this node's own (under the same name, before a restart): other
+        // nodes' runs are theirs, or are rescued once their heartbeat runs out.
+        let mine = self.store.shared().then_some(self.config.node.as_str());
+        let abandoned = self.store.abandon_runs(mine, now).await?;
+        for run in &abandoned {
             tracing::warn!(job = %run.job, run = %run.id, "run was left unfinished by a previous process; recorded abandoned");
+        }
+        self.retry_abandoned(abandoned).await;
+        Ok(())
+    }
+
+    /// Announces runs just recorded `abandoned` and retries each at once, per its job's retry
+    /// policy (its wait has passed already): after a restart, and for a dead node's runs.
+    async fn retry_abandoned(self: &Arc<Self>, runs: Vec<Run>) {
+        for run in runs {
             self.emit(SchedulerEvent::RunFinished(run.clone()));
             let spec = self
                 .jobs
@@ -769,10 +857,11 @@ impl Inner {
                 .get(&run.job)
                 .map(|j| j.spec.clone());
             if let Some(spec) = spec {
-                self.clone().retry_if_allowed(&spec, &run, true).await;
+                self.clone()
+                    .retry_if_allowed(&spec, &run, runner::RetryWait::Now)
+                    .await;
             }
         }
-        Ok(())
     }
 
     async fn run_loop(self: Arc<Self>) {
@@ -793,7 +882,7 @@ impl Inner {
             let paused = self.firing_paused.load(std::sync::atomic::Ordering::SeqCst);
             if !paused && retry_at.is_none_or(|at| at <= now) {
                 retry_at = None;
-                let due = self.take_due(now + self.config.claim_ahead);
+                let due = self.take_due(now);
                 if !due.is_empty() {
                     if let Err(e) = self.fire(due, now).await {
                         tracing::error!(error = %e, "cannot claim due fires; retrying in 1s (fires that become late go through their misfire policy)");
@@ -801,14 +890,17 @@ impl Inner {
                     }
                 }
             }
+            let members = self.membership.members();
             let earliest = self
                 .jobs
                 .lock()
                 .unwrap()
                 .values()
-                .filter_map(|j| j.next_fire.filter(|_| j.spec.enabled))
-                .min()
-                .map(|at| at - self.config.claim_ahead);
+                .filter_map(|j| {
+                    let at = j.next_fire.filter(|_| j.spec.enabled)?;
+                    Some(at - self.claim_ahead_for(&members, &j.spec.name))
+                })
+                .min();
             let wake_at = match (earliest, retry_at) {
                 // Paused: nothing to wake for until resumed (which wakes the loop).
                 _ if paused => None,
@@ -870,8 +962,24 @@ impl Inner {
             claims.extend(plan.catch_up.iter().map(|at| claim(at, Trigger::CatchUp)));
             claims.extend(plan.on_time.iter().map(|at| claim(at, Trigger::Schedule)));
         }
+        let claiming = self.claiming.lock().await;
+        let epoch = self.membership.epoch();
+        if !self
+            .membership
+            .may_claim(epoch, now, self.config.heartbeat_interval)
+        {
+            // This node's heartbeat is not current (the store was out of reach, or the process
+            // stopped): it may have been presumed dead and rescued. Claim after the next one.
+            drop(claiming);
+            self.rewind(&claims);
+            self.membership.heartbeat_soon();
+            return Err(StoreError::Database(
+                "this node's heartbeat is not current; claiming after the next one".to_owned(),
+            ));
+        }
         let timer = std::time::Instant::now();
         let claimed = self.store.claim_fires(&claims).await;
+        drop(claiming);
         metrics::histogram!("cronwarden_store_seconds", "op" => "claim")
             .record(timer.elapsed().as_secs_f64());
         let claimed = match claimed {
@@ -922,13 +1030,13 @@ impl Inner {
                 self.tasks.spawn(async move {
                     for run in runs {
                         inner.wait_idle(&run.job).await;
-                        inner.clone().release(run, spec.clone()).await;
+                        inner.clone().release(run, spec.clone(), epoch).await;
                     }
                 });
             }
         }
         for (run, spec) in on_time_runs {
-            self.tasks.spawn(self.clone().release(run, spec));
+            self.tasks.spawn(self.clone().release(run, spec, epoch));
         }
         Ok(())
     }
@@ -939,10 +1047,23 @@ impl Inner {
     ///
     /// The run executes on this task: at a busy instant, the work of starting thousands of runs
     /// is already done (tasks spawned, timers set) when the instant comes.
-    async fn release(self: Arc<Self>, run: Run, claimed_under: Arc<JobSpec>) {
+    async fn release(self: Arc<Self>, run: Run, claimed_under: Arc<JobSpec>, epoch: u64) {
         // Not raced against a stop's cancellation: at a busy instant, thousands of tasks would
         // contend for that token's lock. A stop that cannot wait waits at most `claim_ahead`.
         self.clock.sleep_until(run.scheduled_at).await;
+        if !self.membership.claim_holds(epoch, self.clock.now()) {
+            // This node's heartbeat ran out since the claim: the run is another node's to
+            // rescue (or this node's own, in its next heartbeat), not to start here.
+            tracing::warn!(job = %run.job, run = %run.id, "claim given up: this node's heartbeat ran out since");
+            // Recorded abandoned unless a rescue got there first (then the token is stale).
+            let reason = Some(
+                "abandoned: the node that claimed it lost its heartbeat before its instant"
+                    .to_owned(),
+            );
+            self.finish(&run, RunStatus::Abandoned, None, reason, None)
+                .await;
+            return;
+        }
         if self.cancel_runs.is_cancelled() {
             let reason =
                 Some("interrupted: the scheduler stopped before this fire was due".to_owned());
@@ -989,13 +1110,26 @@ impl Inner {
     }
 
     /// Every enabled job's fires at or before `now`, advancing each timetable past them.
+    /// How long before its instant this node claims a fire of `job`: `claim_ahead` if it is
+    /// the job's preferred node among `members`, `claim_ahead_others` if not.
+    fn claim_ahead_for(&self, members: &[String], job: &JobName) -> SignedDuration {
+        if cluster::Membership::prefers(members, &self.config.node, job) {
+            self.config.claim_ahead
+        } else {
+            self.config.claim_ahead_others
+        }
+    }
+
+    /// Takes off the timetable every fire due for claiming at `now`.
     fn take_due(&self, now: Timestamp) -> Vec<(Arc<JobSpec>, Vec<Timestamp>)> {
+        let members = self.membership.members();
         let mut jobs = self.jobs.lock().unwrap();
         let mut due = Vec::new();
         for job in jobs.values_mut() {
             let (Some(schedule), true) = (&job.schedule, job.spec.enabled) else {
                 continue;
             };
+            let now = now + self.claim_ahead_for(&members, &job.spec.name);
             let mut fires = Vec::new();
             let mut skipped = 0usize;
             while let Some(at) = job.next_fire.filter(|at| *at <= now) {
@@ -1016,9 +1150,27 @@ impl Inner {
         due
     }
 
-    /// Records a final status for `run`; returns the run as recorded, or `None` if the result
-    /// was not recorded (the run was taken over, or the store failed).
+    /// Records a final status for `run` and announces it; returns the run as recorded, or
+    /// `None` if the result was not recorded (the run was taken over, or the store failed).
     async fn finish(
+        &self,
+        run: &Run,
+        status: RunStatus,
+        exit_code: Option<i32>,
+        error: Option<String>,
+        output: Option<String>,
+    ) -> Option<Run> {
+        let done = self
+            .record_result(run, status, exit_code, error, output)
+            .await?;
+        self.emit(SchedulerEvent::RunFinished(done.clone()));
+        Some(done)
+    }
+
+    /// Records a final status for `run`, without announcing it: the runner announces an
+    /// executed run once its retry, if any, is claimed, so that whoever sees a failed run
+    /// finish can tell from the store whether another attempt is coming.
+    async fn record_result(
         &self,
         run: &Run,
         status: RunStatus,
@@ -1054,13 +1206,23 @@ impl Inner {
                 }
                 metrics::counter!("cronwarden_runs_total", "job" => job, "status" => status.as_str())
                     .increment(1);
+                // Failures are worth a line in the log; successes only at debug level (a busy
+                // scheduler finishes thousands a second). The error is redacted already.
+                match status {
+                    RunStatus::Succeeded | RunStatus::Skipped => tracing::debug!(
+                        job = %run.job, run = %run.id, attempt = run.attempt, status = status.as_str(), "run finished"
+                    ),
+                    _ => tracing::warn!(
+                        job = %run.job, run = %run.id, attempt = run.attempt, status = status.as_str(),
+                        error = error.as_deref().unwrap_or(""), "run did not succeed"
+                    ),
+                }
                 let mut done = run.clone();
                 done.status = status;
                 done.finished_at = Some(finished_at);
                 done.exit_code = exit_code;
                 done.error = error;
                 done.output = output;
-                self.emit(SchedulerEvent::RunFinished(done.clone()));
                 Some(done)
             }
             Ok(false) => {

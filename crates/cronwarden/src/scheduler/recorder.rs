@@ -34,7 +34,15 @@ pub(super) struct Recorder {
 }
 
 /// The recorder's task: write until stopped, then write what is left.
-pub(super) fn spawn(store: Arc<dyn Store>, stop: CancellationToken) -> (Recorder, JoinHandle<()>) {
+///
+/// A result that cannot be written (the store is out of reach) is tried again, with backoff,
+/// until it is written or refused; once `stopping` is cancelled, a few more times only, so that
+/// a stop during an outage ends.
+pub(super) fn spawn(
+    store: Arc<dyn Store>,
+    stop: CancellationToken,
+    stopping: CancellationToken,
+) -> (Recorder, JoinHandle<()>) {
     let (records, mut inbox) = mpsc::unbounded_channel();
     let task = tokio::spawn(async move {
         let mut batch = Vec::with_capacity(MAX_BATCH);
@@ -51,7 +59,7 @@ pub(super) fn spawn(store: Arc<dyn Store>, stop: CancellationToken) -> (Recorder
                     while let Ok(record) = inbox.try_recv() {
                         batch.push(record);
                     }
-                    write(&*store, &mut batch).await;
+                    write(&*store, &mut batch, &stopping).await;
                     return;
                 }
             }
@@ -64,23 +72,23 @@ pub(super) fn spawn(store: Arc<dyn Store>, stop: CancellationToken) -> (Recorder
                     Err(_) => break,
                 }
             }
-            write(&*store, &mut batch).await;
+            write(&*store, &mut batch, &stopping).await;
         }
     });
     (Recorder { records }, task)
 }
 
-async fn write(store: &dyn Store, batch: &mut Vec<Record>) {
+async fn write(store: &dyn Store, batch: &mut Vec<Record>, stopping: &CancellationToken) {
     if batch.is_empty() {
         return;
     }
     let timer = std::time::Instant::now();
-    write_batch(store, batch).await;
+    write_batch(store, batch, stopping).await;
     metrics::histogram!("cronwarden_store_seconds", "op" => "record")
         .record(timer.elapsed().as_secs_f64());
 }
 
-async fn write_batch(store: &dyn Store, batch: &mut Vec<Record>) {
+async fn write_batch(store: &dyn Store, batch: &mut Vec<Record>, stopping: &CancellationToken) {
     let finishing: HashSet<_> = batch
         .iter()
         .filter_map(|r| match r {
@@ -116,7 +124,7 @@ async fn write_batch(store: &dyn Store, batch: &mut Vec<Record>) {
     if finishes.is_empty() {
         return;
     }
-    match store.finish_runs(&finishes).await {
+    match finish_until_written(store, &finishes, stopping).await {
         Ok(recorded) => {
             for (reply, ok) in replies.into_iter().zip(recorded) {
                 // A run that stopped waiting (its task was dropped) needs no answer.
@@ -161,5 +169,36 @@ impl Recorder {
                 "the recorder stopped before writing this result".to_owned(),
             ))
         }))
+    }
+}
+
+/// Writes results, trying again with backoff while the store is out of reach: a result lost
+/// here would leave its run `running` in the store, with nobody to rescue it (its node is
+/// alive). Only a stop limits the tries.
+async fn finish_until_written(
+    store: &dyn Store,
+    finishes: &[FinishRun],
+    stopping: &CancellationToken,
+) -> Result<Vec<bool>, StoreError> {
+    const TRIES_WHEN_STOPPING: u32 = 5;
+    let mut backoff = std::time::Duration::from_millis(100);
+    let mut tries_when_stopping = 0;
+    loop {
+        match store.finish_runs(finishes).await {
+            Ok(recorded) => return Ok(recorded),
+            Err(StoreError::Database(e)) => {
+                if stopping.is_cancelled() {
+                    tries_when_stopping += 1;
+                    if tries_when_stopping >= TRIES_WHEN_STOPPING {
+                        tracing::error!(error = %e, runs = finishes.len(), "cannot record run results; giving up (stopping)");
+                        return Err(StoreError::Database(e));
+                    }
+                }
+                tracing::warn!(error = %e, runs = finishes.len(), "cannot record run results yet; retrying in {backoff:?}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+            }
+            Err(e) => return Err(e),
+        }
     }
 }

@@ -116,29 +116,35 @@ impl Inner {
         if let Some(idle) = idle {
             idle.notify_waiters();
         }
-        let Some((finished, retryable)) = result else {
+        let Some((finished, retry)) = result else {
             return;
         };
         if finished.status == RunStatus::Succeeded {
+            self.emit(SchedulerEvent::RunFinished(finished));
             self.clone().start_chained(&spec).await;
-        } else if retryable {
-            self.retry_if_allowed(&spec, &finished, false).await;
+        } else {
+            // The retry is claimed before the run is announced: a watcher that sees a failed
+            // run finish finds its next attempt in the store, or knows none is coming.
+            if let Some(retry) = retry {
+                self.clone().retry_if_allowed(&spec, &finished, retry).await;
+            }
+            self.emit(SchedulerEvent::RunFinished(finished));
         }
     }
 
     /// Waits for a permit and the jitter, runs the action under the timeout and records the
-    /// result. Returns the run as recorded and whether a retry may help (`None` if the result
-    /// was not recorded: the run was taken over).
+    /// result. Returns the run as recorded and, if a retry may help, when (`None` if the
+    /// result was not recorded: the run was taken over).
     async fn execute_admitted(
         &self,
         spec: &JobSpec,
         run: &Run,
         token: &CancellationToken,
-    ) -> Option<(Run, bool)> {
+    ) -> Option<(Run, Option<RetryWait>)> {
         let interrupted = |run: &Run| {
             let run = run.clone();
             async move {
-                self.finish(
+                self.record_result(
                     &run,
                     RunStatus::Interrupted,
                     None,
@@ -146,7 +152,7 @@ impl Inner {
                     None,
                 )
                 .await
-                .map(|r| (r, false))
+                .map(|r| (r, None))
             }
         };
         // Most runs find a permit free: take it without the select's wake-up registrations.
@@ -231,16 +237,25 @@ impl Inner {
             } => Err(RunStatus::TimedOut),
             outcome = &mut execution => Ok(outcome),
         };
-        let (status, retryable, exit_code, error, output) = match ended {
+        let (status, retry, exit_code, error, output) = match ended {
             Ok(Outcome::Succeeded { output, exit_code }) => {
-                (RunStatus::Succeeded, false, exit_code, None, output)
+                (RunStatus::Succeeded, None, exit_code, None, output)
             }
             Ok(Outcome::Failed {
                 error,
                 retryable,
                 output,
                 exit_code,
-            }) => (RunStatus::Failed, retryable, exit_code, Some(error), output),
+                retry_after,
+            }) => (
+                RunStatus::Failed,
+                retryable.then_some(RetryWait::Backoff {
+                    at_least: retry_after.unwrap_or(SignedDuration::ZERO),
+                }),
+                exit_code,
+                Some(error),
+                output,
+            ),
             Err(status) => {
                 // Let the action clean up before recording: a command's process group is
                 // signalled and killed; a Rust job that watches its token returns. One that
@@ -260,7 +275,9 @@ impl Inner {
                 };
                 (
                     status,
-                    status == RunStatus::TimedOut,
+                    (status == RunStatus::TimedOut).then_some(RetryWait::Backoff {
+                        at_least: SignedDuration::ZERO,
+                    }),
                     None,
                     Some(error),
                     None,
@@ -273,9 +290,9 @@ impl Inner {
         // come before the records of runs that are done.
         tokio::task::yield_now().await;
         let finished = self
-            .finish(&started, status, exit_code, error, output)
+            .record_result(&started, status, exit_code, error, output)
             .await?;
-        Some((finished, retryable))
+        Some((finished, retry))
     }
 
     fn interruption(&self) -> String {
@@ -292,7 +309,7 @@ impl Inner {
         self: Arc<Self>,
         spec: &JobSpec,
         failed: &Run,
-        immediately: bool,
+        wait: RetryWait,
     ) {
         if failed.attempt >= spec.retry.max_attempts || self.stop_firing.is_cancelled() {
             return;
@@ -314,10 +331,13 @@ impl Inner {
                 return;
             }
         };
-        let delay = if immediately {
-            SignedDuration::ZERO
-        } else {
-            spec.retry.delay_after(failed.attempt, fastrand::f64())
+        let delay = match wait {
+            RetryWait::Now => SignedDuration::ZERO,
+            // The policy's backoff, unless the other side asked for a longer wait.
+            RetryWait::Backoff { at_least } => spec
+                .retry
+                .delay_after(failed.attempt, fastrand::f64())
+                .max(at_least),
         };
         // Counted from when the attempt ended, not from whenever this code gets to run.
         let due = failed.finished_at.unwrap_or_else(|| self.clock.now()) + delay;
@@ -364,4 +384,13 @@ impl Inner {
             }
         }
     }
+}
+
+/// When the next attempt of a failed run may start.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum RetryWait {
+    /// At once (a run abandoned by a node that died: its wait has passed already).
+    Now,
+    /// After the job's backoff, and no sooner than `at_least` (what the other side asked for).
+    Backoff { at_least: SignedDuration },
 }

@@ -9,6 +9,8 @@
 //! it; and [`Store::finish_run`] records a result only with the run's current fencing token, so
 //! a run that was given up for dead cannot overwrite what replaced it.
 
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
@@ -17,6 +19,8 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::model::{ApiToken, AuditEntry, JobName, JobSpec, Role, Run, RunId, RunStatus, Trigger};
 
+#[cfg(feature = "postgres")]
+pub use self::postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use self::sqlite::SqliteStore;
 
@@ -395,6 +399,60 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes final runs beyond the newest `keep_last` per job, and final runs that finished
     /// before `older_than`. Returns how many were deleted.
     async fn prune_runs(&self, keep_last: u32, older_than: Timestamp) -> Result<u64, StoreError>;
+
+    /// Whether nodes on several machines may share this store. Each node then heartbeats,
+    /// recovers only its own runs at start-up, and the runs of a node whose heartbeat ran out
+    /// are rescued by another ([`Store::rescue_node`]). A store on one machine (SQLite)
+    /// answers false: whatever a previous process left unfinished is its successor's.
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Signalled when the store may have changed (a job, a pause, a run request), by this
+    /// process or another: PostgreSQL's LISTEN/NOTIFY. `None` when the store has no such
+    /// signal; the scheduler then polls [`Store::change_seq`] only.
+    fn change_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
+
+    /// Records that `node` is alive until `until`. Returns whether it was alive at `now`
+    /// already (false for its first heartbeat, and after its heartbeat ran out: its runs may
+    /// have been rescued by another node since).
+    async fn heartbeat(
+        &self,
+        node: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// The nodes alive at `now`, by name.
+    async fn live_nodes(&self, now: Timestamp) -> Result<Vec<String>, StoreError>;
+
+    /// The nodes whose heartbeat ran out before `now`, by name.
+    async fn dead_nodes(&self, now: Timestamp) -> Result<Vec<String>, StoreError>;
+
+    /// If `node`'s heartbeat ran out before `now`, forgets the node and marks its `queued`
+    /// and `running` runs `abandoned`, in one transaction, and returns them; `None` if the
+    /// node is alive (it heartbeated in the meantime) or unknown.
+    async fn rescue_node(&self, node: &str, now: Timestamp)
+        -> Result<Option<Vec<Run>>, StoreError>;
+
+    /// Forgets `node` (it stopped cleanly); any run of it still `queued` or `running` (a
+    /// result that could not be written) is recorded `abandoned`, as nobody would rescue it.
+    async fn leave(&self, node: &str) -> Result<(), StoreError>;
+
+    /// Takes the lease `name` for `holder` until `until` if it is free, ran out before `now`,
+    /// or is `holder`'s already (a renewal). Returns whether `holder` holds it now.
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// Gives the lease `name` up, if `holder` holds it.
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError>;
 }
 
 /// The run a successful claim created: `queued`, on the claiming node.

@@ -100,6 +100,17 @@ CREATE TABLE audit_log (
     detail  TEXT
 );
 "#,
+    r#"
+CREATE TABLE nodes (
+    name        TEXT PRIMARY KEY,
+    lease_until INTEGER NOT NULL
+);
+CREATE TABLE leases (
+    name   TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    until  INTEGER NOT NULL
+);
+"#,
 ];
 
 /// The columns of `runs`, in the order [`run_from_row`] reads them.
@@ -876,5 +887,139 @@ impl Store for SqliteStore {
         .await
         .map_err(db)?;
         Ok(done.rows_affected())
+    }
+
+    async fn heartbeat(
+        &self,
+        node: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let _writing = self.write_gate.lock().await;
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let was: Option<i64> = sqlx::query_scalar("SELECT lease_until FROM nodes WHERE name = ?1")
+            .bind(node)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+        sqlx::query(
+            "INSERT INTO nodes (name, lease_until) VALUES (?1, ?2)
+             ON CONFLICT (name) DO UPDATE SET lease_until = excluded.lease_until",
+        )
+        .bind(node)
+        .bind(micros(until))
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(was.is_some_and(|was| was >= micros(now)))
+    }
+
+    async fn live_nodes(&self, now: Timestamp) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar("SELECT name FROM nodes WHERE lease_until >= ?1 ORDER BY name")
+            .bind(micros(now))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)
+    }
+
+    async fn dead_nodes(&self, now: Timestamp) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar("SELECT name FROM nodes WHERE lease_until < ?1 ORDER BY name")
+            .bind(micros(now))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)
+    }
+
+    async fn rescue_node(
+        &self,
+        node: &str,
+        now: Timestamp,
+    ) -> Result<Option<Vec<Run>>, StoreError> {
+        let _writing = self.write_gate.lock().await;
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let forgotten = sqlx::query("DELETE FROM nodes WHERE name = ?1 AND lease_until < ?2")
+            .bind(node)
+            .bind(micros(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?
+            .rows_affected();
+        if forgotten == 0 {
+            return Ok(None);
+        }
+        let rows = sqlx::query(audited(format!(
+            "UPDATE runs SET status = 'abandoned', finished_at = ?2,
+                 error = 'the node running it stopped heartbeating while this run was ' || status
+             WHERE status IN ('queued', 'running') AND node = ?1
+             RETURNING {RUN_COLUMNS}"
+        )))
+        .bind(node)
+        .bind(micros(now))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        let mut runs: Vec<Run> = rows.iter().map(run_from_row).collect::<Result<_, _>>()?;
+        runs.sort_by_key(|r| r.id);
+        Ok(Some(runs))
+    }
+
+    async fn leave(&self, node: &str) -> Result<(), StoreError> {
+        let _writing = self.write_gate.lock().await;
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        // Nothing of a node that leaves may stay unfinished: nobody would rescue it.
+        sqlx::query(
+            "UPDATE runs SET status = 'abandoned', finished_at = ?2,
+                 error = 'the node left while this run was ' || status
+             WHERE status IN ('queued', 'running') AND node = ?1",
+        )
+        .bind(node)
+        .bind(micros(Timestamp::now()))
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        sqlx::query("DELETE FROM nodes WHERE name = ?1")
+            .bind(node)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(())
+    }
+
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let _writing = self.write_gate.lock().await;
+        let taken = sqlx::query(
+            "INSERT INTO leases (name, holder, until) VALUES (?1, ?2, ?4)
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until
+             WHERE leases.holder = excluded.holder OR leases.until < ?3",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(micros(now))
+        .bind(micros(until))
+        .execute(&self.pool)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        Ok(taken == 1)
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        let _writing = self.write_gate.lock().await;
+        sqlx::query("DELETE FROM leases WHERE name = ?1 AND holder = ?2")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
     }
 }
