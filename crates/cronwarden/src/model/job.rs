@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use jiff::SignedDuration;
 use serde::{Deserialize, Serialize};
@@ -11,9 +12,12 @@ use crate::schedule::{DstPolicy, FoldPolicy, GapPolicy, Schedule, ScheduleOption
 
 /// A job's unique name: 1-64 characters of `a-z`, `0-9`, `-`, `_` and `.`, starting with a
 /// letter or digit. It appears in URLs, logs and metrics labels, so it is kept plain.
+///
+/// Shared, not copied: every run, its context and its metrics carry the name, and a busy
+/// instant starts thousands of runs.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct JobName(String);
+pub struct JobName(Arc<str>);
 
 impl JobName {
     /// Validates `name`.
@@ -35,12 +39,17 @@ impl JobName {
                 ),
             ));
         }
-        Ok(JobName(name))
+        Ok(JobName(name.into()))
     }
 
     /// The name as text.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The name as shared text (a metrics label, say), without a copy.
+    pub fn shared(&self) -> Arc<str> {
+        self.0.clone()
     }
 }
 
@@ -54,7 +63,7 @@ impl TryFrom<String> for JobName {
 
 impl From<JobName> for String {
     fn from(name: JobName) -> String {
-        name.0
+        name.0.to_string()
     }
 }
 

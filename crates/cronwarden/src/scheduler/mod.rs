@@ -32,6 +32,11 @@ use crate::model::{JobName, JobSpec, MisfirePolicy, Run, RunId, RunStatus, SpecE
 use crate::schedule::Schedule;
 use crate::store::{ClaimFire, FinishRun, JobRecord, NewRun, Store, StoreError};
 
+/// How many runs of one instant one task admits and spawns: small enough that every worker
+/// thread gets a share of a busy instant's starts and the first start comes soon, large enough
+/// that the slices' own tasks and locks cost little.
+const START_SLICE: usize = 256;
+
 /// Settings of a scheduler.
 #[derive(Clone, Debug)]
 pub struct SchedulerConfig {
@@ -176,6 +181,48 @@ impl Plan {
     }
 }
 
+/// A run claimed for an instant, and the way to start its task (spawned at the claim).
+struct Ticket {
+    run: Run,
+    claimed_under: Arc<JobSpec>,
+    start: tokio::sync::oneshot::Sender<(Admission, Run)>,
+}
+
+/// The runs of one job executing now, with the tokens that cancel them. A list, not a map:
+/// a job rarely has more than one, and admitting a run must be cheap (thousands are admitted
+/// at a busy instant).
+#[derive(Default)]
+struct RunningRuns(Vec<(RunId, CancellationToken)>);
+
+impl RunningRuns {
+    fn insert(&mut self, id: RunId, token: CancellationToken) {
+        self.0.push((id, token));
+    }
+
+    fn remove(&mut self, id: RunId) {
+        self.0.retain(|(running, _)| *running != id);
+    }
+
+    fn get(&self, id: RunId) -> Option<&CancellationToken> {
+        self.0
+            .iter()
+            .find(|(running, _)| *running == id)
+            .map(|(_, token)| token)
+    }
+
+    fn tokens(&self) -> impl Iterator<Item = &CancellationToken> {
+        self.0.iter().map(|(_, token)| token)
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// A job as the loop holds it.
 struct JobState {
     spec: Arc<JobSpec>,
@@ -183,7 +230,7 @@ struct JobState {
     /// The next scheduled instant not yet handled.
     next_fire: Option<Timestamp>,
     /// Runs executing now, with the tokens that cancel them.
-    running: HashMap<RunId, CancellationToken>,
+    running: RunningRuns,
     /// A claimed run waiting for the current one (`overlap = queue`).
     waiting: Option<Run>,
     /// Signalled whenever one of the job's runs ends.
@@ -504,7 +551,7 @@ impl Scheduler {
     pub fn cancel_run(&self, id: RunId) -> bool {
         let jobs = self.inner.jobs.lock().unwrap();
         for job in jobs.values() {
-            if let Some(token) = job.running.get(&id) {
+            if let Some(token) = job.running.get(id) {
                 token.cancel();
                 return true;
             }
@@ -763,7 +810,7 @@ impl Inner {
         // Under the lock that admission takes: a run admitted concurrently either sees the
         // cancellation or has its token in `running` by now.
         for job in self.jobs.lock().unwrap().values() {
-            for token in job.running.values() {
+            for token in job.running.tokens() {
                 token.cancel();
             }
         }
@@ -810,7 +857,8 @@ impl Inner {
         // A changed job keeps its runs in flight (and their bookkeeping).
         let (running, waiting, idle) = match previous {
             Some(p) => (p.running, p.waiting, p.idle),
-            None => Default::default(),
+            // Room for one run now, so that admitting it at its instant allocates nothing.
+            None => (RunningRuns(Vec::with_capacity(1)), None, Arc::default()),
         };
         jobs.insert(
             spec.name.clone(),
@@ -1014,7 +1062,7 @@ impl Inner {
                     let error = "missed: the scheduler was not running when this fire was due";
                     for run in missed {
                         inner
-                            .finish(&run, RunStatus::Missed, None, Some(error.to_owned()), None)
+                            .finish(run, RunStatus::Missed, None, Some(error.to_owned()), None)
                             .await;
                     }
                 });
@@ -1035,10 +1083,126 @@ impl Inner {
                 });
             }
         }
-        for (run, spec) in on_time_runs {
-            self.tasks.spawn(self.clone().release(run, spec, epoch));
+        // One timer per instant, not one per run: at a busy instant, thousands of timers firing
+        // together cost more than the runs' own starts. Each run's task is spawned now, ahead
+        // of its instant, so that the instant itself allocates (and faults in) no memory.
+        let mut instants: BTreeMap<Timestamp, Vec<Vec<Ticket>>> = BTreeMap::new();
+        for (run, claimed_under) in on_time_runs {
+            let (start, admitted) = tokio::sync::oneshot::channel::<(Admission, Run)>();
+            let inner = self.clone();
+            self.tasks.spawn(async move {
+                // No admission comes if the run is not to start here (see `release_instant`).
+                if let Ok((admission, run)) = admitted.await {
+                    inner.admitted(admission, run).await;
+                }
+            });
+            let slices = instants.entry(run.scheduled_at).or_default();
+            if slices.last().is_none_or(|slice| slice.len() == START_SLICE) {
+                slices.push(Vec::with_capacity(START_SLICE));
+            }
+            slices.last_mut().unwrap().push(Ticket {
+                run,
+                claimed_under,
+                start,
+            });
+        }
+        for (at, slices) in instants {
+            self.tasks
+                .spawn(self.clone().release_instant(at, slices, epoch));
         }
         Ok(())
+    }
+
+    /// Starts the runs claimed for one instant, at that instant: [`Self::release`] for a
+    /// whole instant at once, on one timer. Each run's admission is sent to its task.
+    ///
+    /// The runs come in slices, each admitted under one lock from a task of its own: every
+    /// worker thread starts runs, and the first start waits for one slice's admission, not
+    /// the whole instant's.
+    async fn release_instant(self: Arc<Self>, at: Timestamp, slices: Vec<Vec<Ticket>>, epoch: u64) {
+        self.clock.sleep_until(at).await;
+        if let Some((status, reason)) = self.release_refused(epoch) {
+            for ticket in slices.into_iter().flatten() {
+                self.finish(ticket.run, status, None, Some(reason.to_owned()), None)
+                    .await;
+            }
+            return;
+        }
+        for slice in slices {
+            let inner = self.clone();
+            self.tasks.spawn(async move {
+                // Decided under the lock, sent after it: the other workers' slices wait for
+                // the lock only as long as the decisions take.
+                let admissions: Vec<Admission> = {
+                    let mut jobs = inner.jobs.lock().unwrap();
+                    slice
+                        .iter()
+                        .map(|t| inner.admit_released(&mut jobs, &t.run, &t.claimed_under))
+                        .collect()
+                };
+                for (admission, ticket) in admissions.into_iter().zip(slice) {
+                    // A run that waits for the one before it is started by that one's end.
+                    if matches!(admission, Admission::Wait) {
+                        continue;
+                    }
+                    if let Err((admission, run)) = ticket.start.send((admission, ticket.run)) {
+                        // Its task is gone (the runtime is shutting down): start it anew.
+                        inner.start_admitted(admission, run);
+                    }
+                }
+            });
+        }
+    }
+
+    /// Why runs claimed under `epoch` may not start now, if they may not: the status and
+    /// reason to record them with instead.
+    fn release_refused(&self, epoch: u64) -> Option<(RunStatus, &'static str)> {
+        if !self.membership.claim_holds(epoch, self.clock.now()) {
+            // This node's heartbeat ran out since the claim: the run is another node's to
+            // rescue (or this node's own, in its next heartbeat), not to start here. Recorded
+            // abandoned unless a rescue got there first (then the token is stale).
+            tracing::warn!("claims given up: this node's heartbeat ran out since");
+            return Some((
+                RunStatus::Abandoned,
+                "abandoned: the node that claimed it lost its heartbeat before its instant",
+            ));
+        }
+        if self.cancel_runs.is_cancelled() {
+            return Some((
+                RunStatus::Interrupted,
+                "interrupted: the scheduler stopped before this fire was due",
+            ));
+        }
+        None
+    }
+
+    /// The admission of a run released at its instant: skipped if its job was deleted, paused
+    /// or rescheduled since the claim, else what the overlap policy decides.
+    fn admit_released(
+        &self,
+        jobs: &mut BTreeMap<JobName, JobState>,
+        run: &Run,
+        claimed_under: &Arc<JobSpec>,
+    ) -> Admission {
+        match jobs.get_mut(&run.job) {
+            None => Admission::Skip("skipped: the job was deleted".to_owned()),
+            Some(job) if !job.spec.enabled => Admission::Skip(
+                "skipped: the job was paused after this fire was claimed".to_owned(),
+            ),
+            // The same definition as at the claim (the common case) needs no check.
+            Some(job)
+                if !Arc::ptr_eq(&job.spec, claimed_under)
+                    && !job
+                        .schedule
+                        .as_ref()
+                        .is_some_and(|s| s.fires_at(run.scheduled_at)) =>
+            {
+                Admission::Skip(
+                    "skipped: the job's schedule changed after this fire was claimed".to_owned(),
+                )
+            }
+            Some(job) => self.admit(job, run),
+        }
     }
 
     /// Starts a claimed run at its instant. It was claimed, so it ends with a record whatever
@@ -1048,51 +1212,15 @@ impl Inner {
     /// The run executes on this task: at a busy instant, the work of starting thousands of runs
     /// is already done (tasks spawned, timers set) when the instant comes.
     async fn release(self: Arc<Self>, run: Run, claimed_under: Arc<JobSpec>, epoch: u64) {
-        // Not raced against a stop's cancellation: at a busy instant, thousands of tasks would
-        // contend for that token's lock. A stop that cannot wait waits at most `claim_ahead`.
         self.clock.sleep_until(run.scheduled_at).await;
-        if !self.membership.claim_holds(epoch, self.clock.now()) {
-            // This node's heartbeat ran out since the claim: the run is another node's to
-            // rescue (or this node's own, in its next heartbeat), not to start here.
-            tracing::warn!(job = %run.job, run = %run.id, "claim given up: this node's heartbeat ran out since");
-            // Recorded abandoned unless a rescue got there first (then the token is stale).
-            let reason = Some(
-                "abandoned: the node that claimed it lost its heartbeat before its instant"
-                    .to_owned(),
-            );
-            self.finish(&run, RunStatus::Abandoned, None, reason, None)
-                .await;
-            return;
-        }
-        if self.cancel_runs.is_cancelled() {
-            let reason =
-                Some("interrupted: the scheduler stopped before this fire was due".to_owned());
-            self.finish(&run, RunStatus::Interrupted, None, reason, None)
+        if let Some((status, reason)) = self.release_refused(epoch) {
+            self.finish(run, status, None, Some(reason.to_owned()), None)
                 .await;
             return;
         }
         let admission = {
             let mut jobs = self.jobs.lock().unwrap();
-            match jobs.get_mut(&run.job) {
-                None => Admission::Skip("skipped: the job was deleted".to_owned()),
-                Some(job) if !job.spec.enabled => Admission::Skip(
-                    "skipped: the job was paused after this fire was claimed".to_owned(),
-                ),
-                // The same definition as at the claim (the common case) needs no check.
-                Some(job)
-                    if !Arc::ptr_eq(&job.spec, &claimed_under)
-                        && !job
-                            .schedule
-                            .as_ref()
-                            .is_some_and(|s| s.fires_at(run.scheduled_at)) =>
-                {
-                    Admission::Skip(
-                        "skipped: the job's schedule changed after this fire was claimed"
-                            .to_owned(),
-                    )
-                }
-                Some(job) => self.admit(job, &run),
-            }
+            self.admit_released(&mut jobs, &run, &claimed_under)
         };
         self.admitted(admission, run).await;
     }
@@ -1154,7 +1282,7 @@ impl Inner {
     /// `None` if the result was not recorded (the run was taken over, or the store failed).
     async fn finish(
         &self,
-        run: &Run,
+        run: Run,
         status: RunStatus,
         exit_code: Option<i32>,
         error: Option<String>,
@@ -1163,7 +1291,9 @@ impl Inner {
         let done = self
             .record_result(run, status, exit_code, error, output)
             .await?;
-        self.emit(SchedulerEvent::RunFinished(done.clone()));
+        if self.observed() {
+            self.emit(SchedulerEvent::RunFinished(done.clone()));
+        }
         Some(done)
     }
 
@@ -1172,7 +1302,7 @@ impl Inner {
     /// finish can tell from the store whether another attempt is coming.
     async fn record_result(
         &self,
-        run: &Run,
+        mut run: Run,
         status: RunStatus,
         exit_code: Option<i32>,
         error: Option<String>,
@@ -1199,7 +1329,7 @@ impl Inner {
         };
         match recorded {
             Ok(true) => {
-                let job = run.job.to_string();
+                let job = run.job.shared();
                 if let Some(started) = run.started_at {
                     metrics::histogram!("cronwarden_run_duration_seconds", "job" => job.clone())
                         .record(finished_at.duration_since(started).as_secs_f64().max(0.0));
@@ -1217,13 +1347,12 @@ impl Inner {
                         error = error.as_deref().unwrap_or(""), "run did not succeed"
                     ),
                 }
-                let mut done = run.clone();
-                done.status = status;
-                done.finished_at = Some(finished_at);
-                done.exit_code = exit_code;
-                done.error = error;
-                done.output = output;
-                Some(done)
+                run.status = status;
+                run.finished_at = Some(finished_at);
+                run.exit_code = exit_code;
+                run.error = error;
+                run.output = output;
+                Some(run)
             }
             Ok(false) => {
                 tracing::warn!(run = %run.id, "result not recorded: the run was taken over or finished elsewhere");

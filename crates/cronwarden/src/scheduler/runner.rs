@@ -35,8 +35,25 @@ impl Inner {
                 Some(job) => self.admit(job, &run),
             }
         };
-        if !matches!(admission, Admission::Wait) {
-            self.tasks.spawn(self.clone().admitted(admission, run));
+        self.start_admitted(admission, run);
+    }
+
+    /// Carries out an admission decision on a task of its own: executes the run, or records
+    /// it skipped.
+    pub(super) fn start_admitted(self: &Arc<Self>, admission: Admission, run: Run) {
+        match admission {
+            Admission::Start(token, spec) => {
+                self.tasks.spawn(self.clone().execute(spec, run, token));
+            }
+            Admission::Wait => {}
+            Admission::Skip(reason) => {
+                let inner = self.clone();
+                self.tasks.spawn(async move {
+                    inner
+                        .finish(run, RunStatus::Skipped, None, Some(reason), None)
+                        .await;
+                });
+            }
         }
     }
 
@@ -46,7 +63,7 @@ impl Inner {
             Admission::Start(token, spec) => self.execute(spec, run, token).await,
             Admission::Wait => {}
             Admission::Skip(reason) => {
-                self.finish(&run, RunStatus::Skipped, None, Some(reason), None)
+                self.finish(run, RunStatus::Skipped, None, Some(reason), None)
                     .await;
             }
         }
@@ -87,7 +104,7 @@ impl Inner {
                 Admission::Skip("skipped: a run was already waiting for the current one".to_owned())
             }
             (true, OverlapPolicy::Replace) => {
-                for token in job.running.values() {
+                for token in job.running.tokens() {
                     token.cancel();
                 }
                 admit(job)
@@ -97,13 +114,29 @@ impl Inner {
 
     /// Executes a run admitted by [`Self::dispatch`] and records its result, then starts what
     /// follows from it: a waiting run, chained jobs, a retry.
-    async fn execute(self: Arc<Self>, spec: Arc<JobSpec>, run: Run, token: CancellationToken) {
-        let result = self.execute_admitted(&spec, &run, &token).await;
+    ///
+    /// This future is what thousands of runs due at one instant each allocate and touch as
+    /// they start, so it is kept small: what it holds across an await is the run and its
+    /// action's state, and the rarer paths (waiting for a permit, jitter, stopping an action)
+    /// are boxed.
+    async fn execute(self: Arc<Self>, spec: Arc<JobSpec>, mut run: Run, token: CancellationToken) {
+        let ending = self.run_action(&spec, &mut run, &token).await;
+        let (job, id) = (run.job.clone(), run.id);
+        let result = self
+            .record_result(
+                run,
+                ending.status,
+                ending.exit_code,
+                ending.error,
+                ending.output,
+            )
+            .await
+            .map(|finished| (finished, ending.retry));
         let (next, idle) = {
             let mut jobs = self.jobs.lock().unwrap();
-            match jobs.get_mut(&run.job) {
+            match jobs.get_mut(&job) {
                 Some(job) => {
-                    job.running.remove(&run.id);
+                    job.running.remove(id);
                     (job.waiting.take(), Some(job.idle.clone()))
                 }
                 None => (None, None),
@@ -116,63 +149,66 @@ impl Inner {
         if let Some(idle) = idle {
             idle.notify_waiters();
         }
+        // The run was taken over (its node presumed dead) if its result was not recorded.
         let Some((finished, retry)) = result else {
             return;
         };
         if finished.status == RunStatus::Succeeded {
-            self.emit(SchedulerEvent::RunFinished(finished));
-            self.clone().start_chained(&spec).await;
+            if self.observed() {
+                self.emit(SchedulerEvent::RunFinished(finished));
+            }
+            let followers = self.followers_to_start(&spec.name);
+            if !followers.is_empty() {
+                Box::pin(self.clone().start_chained(followers)).await;
+            }
         } else {
             // The retry is claimed before the run is announced: a watcher that sees a failed
             // run finish finds its next attempt in the store, or knows none is coming.
             if let Some(retry) = retry {
-                self.clone().retry_if_allowed(&spec, &finished, retry).await;
+                Box::pin(self.clone().retry_if_allowed(&spec, &finished, retry)).await;
             }
-            self.emit(SchedulerEvent::RunFinished(finished));
+            if self.observed() {
+                self.emit(SchedulerEvent::RunFinished(finished));
+            }
         }
     }
 
-    /// Waits for a permit and the jitter, runs the action under the timeout and records the
-    /// result. Returns the run as recorded and, if a retry may help, when (`None` if the
-    /// result was not recorded: the run was taken over).
-    async fn execute_admitted(
-        &self,
-        spec: &JobSpec,
-        run: &Run,
-        token: &CancellationToken,
-    ) -> Option<(Run, Option<RetryWait>)> {
-        let interrupted = |run: &Run| {
-            let run = run.clone();
-            async move {
-                self.record_result(
-                    &run,
-                    RunStatus::Interrupted,
-                    None,
-                    Some(self.interruption()),
-                    None,
-                )
-                .await
-                .map(|r| (r, None))
-            }
-        };
+    /// Waits for a permit and the jitter, then runs the action under the timeout; `run` is
+    /// marked running as the action starts. Returns how it ended (interrupted, if it never
+    /// started).
+    async fn run_action(&self, spec: &JobSpec, run: &mut Run, token: &CancellationToken) -> Ending {
         // Most runs find a permit free: take it without the select's wake-up registrations.
         let permit = match self.permits.clone().try_acquire_owned() {
-            Ok(permit) => Some(permit),
-            Err(_) => tokio::select! {
-                permit = self.permits.clone().acquire_owned() => permit.ok(),
-                () = token.cancelled() => None,
-            },
+            Ok(permit) => permit,
+            Err(_) => {
+                let permits = self.permits.clone();
+                let waited = Box::pin(async move {
+                    tokio::select! {
+                        permit = permits.acquire_owned() => permit.ok(),
+                        () = token.cancelled() => None,
+                    }
+                })
+                .await;
+                match waited {
+                    Some(permit) => permit,
+                    None => return Ending::interrupted(self.interruption()),
+                }
+            }
         };
-        if permit.is_none() {
-            return interrupted(run).await;
-        }
         if let (Some(jitter), Trigger::Schedule) = (spec.jitter, run.trigger) {
             let delay =
                 SignedDuration::from_nanos((jitter.as_nanos() as f64 * fastrand::f64()) as i64);
-            tokio::select! {
-                // From the scheduled instant: the spread must not depend on how late we got here.
-                () = self.clock.sleep_until(run.scheduled_at + delay) => {}
-                () = token.cancelled() => return interrupted(run).await,
+            // From the scheduled instant: the spread must not depend on how late we got here.
+            let until = run.scheduled_at + delay;
+            let waited = Box::pin(async {
+                tokio::select! {
+                    () = self.clock.sleep_until(until) => true,
+                    () = token.cancelled() => false,
+                }
+            })
+            .await;
+            if !waited {
+                return Ending::interrupted(self.interruption());
             }
         }
         // The start is recorded in the background: the action does not wait for the store. A
@@ -196,19 +232,18 @@ impl Inner {
             None => Some(start),
         };
         if let Some(start) = unsent {
-            if let Err(e) = self
-                .store
-                .start_run(start.id, start.fencing_token, start.at)
-                .await
-            {
+            let written = Box::pin(
+                self.store
+                    .start_run(start.id, start.fencing_token, start.at),
+            );
+            if let Err(e) = written.await {
                 tracing::error!(run = %run.id, error = %e, "cannot record a run's start");
             }
         }
-        let mut started = run.clone();
-        started.status = RunStatus::Running;
-        started.started_at = Some(started_at);
+        run.status = RunStatus::Running;
+        run.started_at = Some(started_at);
         if self.observed() {
-            self.emit(SchedulerEvent::RunStarted(started.clone()));
+            self.emit(SchedulerEvent::RunStarted(run.clone()));
         }
 
         // The action watches the run's own token: cancelled by a stop, an operator, `overlap =
@@ -221,8 +256,7 @@ impl Inner {
             trigger: run.trigger,
             cancel: token.clone(),
         };
-        let execution = self.executors.execute(&spec.action, &ctx);
-        tokio::pin!(execution);
+        let mut execution = self.executors.execute(&spec.action, &ctx);
         let deadline = spec.timeout.map(|t| started_at + t);
         let ended = tokio::select! {
             // Cancellation first: an action that notices the cancel and returns in the same
@@ -237,34 +271,36 @@ impl Inner {
             } => Err(RunStatus::TimedOut),
             outcome = &mut execution => Ok(outcome),
         };
-        let (status, retry, exit_code, error, output) = match ended {
-            Ok(Outcome::Succeeded { output, exit_code }) => {
-                (RunStatus::Succeeded, None, exit_code, None, output)
-            }
+        let ending = match ended {
+            Ok(Outcome::Succeeded { output, exit_code }) => Ending {
+                status: RunStatus::Succeeded,
+                retry: None,
+                exit_code,
+                error: None,
+                output,
+            },
             Ok(Outcome::Failed {
                 error,
                 retryable,
                 output,
                 exit_code,
                 retry_after,
-            }) => (
-                RunStatus::Failed,
-                retryable.then_some(RetryWait::Backoff {
+            }) => Ending {
+                status: RunStatus::Failed,
+                retry: retryable.then_some(RetryWait::Backoff {
                     at_least: retry_after.unwrap_or(SignedDuration::ZERO),
                 }),
                 exit_code,
-                Some(error),
+                error: Some(error),
                 output,
-            ),
+            },
             Err(status) => {
                 // Let the action clean up before recording: a command's process group is
                 // signalled and killed; a Rust job that watches its token returns. One that
                 // does not is dropped (at its await point) once the grace is over.
                 token.cancel();
-                if tokio::time::timeout(ACTION_CANCEL_GRACE, execution)
-                    .await
-                    .is_err()
-                {
+                let stopped = Box::pin(tokio::time::timeout(ACTION_CANCEL_GRACE, execution));
+                if stopped.await.is_err() {
                     tracing::warn!(run = %run.id, "the action did not stop within {ACTION_CANCEL_GRACE:?} of its cancellation; dropped");
                 }
                 let error = match status {
@@ -273,15 +309,15 @@ impl Inner {
                     }
                     _ => self.interruption(),
                 };
-                (
+                Ending {
                     status,
-                    (status == RunStatus::TimedOut).then_some(RetryWait::Backoff {
+                    retry: (status == RunStatus::TimedOut).then_some(RetryWait::Backoff {
                         at_least: SignedDuration::ZERO,
                     }),
-                    None,
-                    Some(error),
-                    None,
-                )
+                    exit_code: None,
+                    error: Some(error),
+                    output: None,
+                }
             }
         };
         drop(permit);
@@ -289,10 +325,7 @@ impl Inner {
         // Bookkeeping goes to the back of the queue: at a busy instant, runs waiting to start
         // come before the records of runs that are done.
         tokio::task::yield_now().await;
-        let finished = self
-            .record_result(&started, status, exit_code, error, output)
-            .await?;
-        Some((finished, retry))
+        ending
     }
 
     fn interruption(&self) -> String {
@@ -315,7 +348,7 @@ impl Inner {
             return;
         }
         let attempt = failed.attempt + 1;
-        metrics::counter!("cronwarden_retries_total", "job" => failed.job.to_string()).increment(1);
+        metrics::counter!("cronwarden_retries_total", "job" => failed.job.shared()).increment(1);
         let claim = ClaimFire {
             job: &failed.job,
             scheduled_at: failed.scheduled_at,
@@ -347,25 +380,27 @@ impl Inner {
                 () = inner.clock.sleep_until(due) => inner.dispatch(run),
                 () = inner.stop_firing.cancelled() => {
                     let reason = Some("interrupted: the scheduler stopped before this retry was due".to_owned());
-                    inner.finish(&run, RunStatus::Interrupted, None, reason, None).await;
+                    inner.finish(run, RunStatus::Interrupted, None, reason, None).await;
                 }
             }
         });
     }
 
-    /// Starts the jobs that run after `spec`'s job succeeds.
-    async fn start_chained(self: Arc<Self>, spec: &JobSpec) {
-        let followers: Vec<JobName> = match self.followers.lock().unwrap().get(&spec.name) {
+    /// The enabled jobs that run after `job` succeeds.
+    fn followers_to_start(&self, job: &JobName) -> Vec<JobName> {
+        let followers: Vec<JobName> = match self.followers.lock().unwrap().get(job) {
             Some(names) => names.iter().cloned().collect(),
-            None => return,
+            None => return Vec::new(),
         };
-        let followers: Vec<JobName> = {
-            let jobs = self.jobs.lock().unwrap();
-            followers
-                .into_iter()
-                .filter(|name| jobs.get(name).is_some_and(|j| j.spec.enabled))
-                .collect()
-        };
+        let jobs = self.jobs.lock().unwrap();
+        followers
+            .into_iter()
+            .filter(|name| jobs.get(name).is_some_and(|j| j.spec.enabled))
+            .collect()
+    }
+
+    /// Starts `followers`, the jobs that run after a job that succeeded.
+    async fn start_chained(self: Arc<Self>, followers: Vec<JobName>) {
         for name in followers {
             let now = self.clock.now();
             let new = NewRun {
@@ -382,6 +417,29 @@ impl Inner {
                 Ok(run) => self.dispatch(run),
                 Err(e) => tracing::error!(job = %name, error = %e, "cannot record a chained run"),
             }
+        }
+    }
+}
+
+/// How a run's action ended, to be recorded.
+struct Ending {
+    status: RunStatus,
+    /// Whether another attempt may help, and when.
+    retry: Option<RetryWait>,
+    exit_code: Option<i32>,
+    error: Option<String>,
+    output: Option<String>,
+}
+
+impl Ending {
+    /// A run that never started: the scheduler stopped or an operator cancelled it first.
+    fn interrupted(error: String) -> Ending {
+        Ending {
+            status: RunStatus::Interrupted,
+            retry: None,
+            exit_code: None,
+            error: Some(error),
+            output: None,
         }
     }
 }
