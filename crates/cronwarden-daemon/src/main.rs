@@ -6,6 +6,12 @@ use clap::Parser;
 
 mod cli;
 
+// Each run allocates and frees a handful of small objects; with thousands of runs due at one
+// instant, glibc's allocator made their starts ~10 ms later at the 99th percentile than this
+// one (BENCHMARKS.md, the scheduler's burst).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     match cli::run(args) {

@@ -1193,6 +1193,34 @@ async fn fires_that_could_not_be_claimed_are_retried_then_follow_the_misfire_pol
     }
 }
 
+/// An in-process job is begun (polled once) where its instant's runs are released, then handed
+/// to its run's task: a job still waiting after that first poll must be woken on that task.
+#[tokio::test]
+async fn a_job_waiting_after_its_first_poll_finishes_on_its_own_task() {
+    let (go, wait) = tokio::sync::watch::channel(false);
+    let rust = RustJobs::new().register("waits", move |_ctx| {
+        let mut wait = wait.clone();
+        async move {
+            // Pending at the first poll: `go` is sent only once the run has started.
+            wait.wait_for(|go| *go)
+                .await
+                .map_err(|e| JobError::Fatal(e.to_string()))?;
+            Ok::<_, JobError>("went".into())
+        }
+    });
+    let mut h = Harness::new(vec![rust_job("waits", Some("* * * * *"))], rust).await;
+    h.advance(secs(60)).await;
+    let started = h.started().await;
+    assert_eq!(started.scheduled_at, ts("2026-01-01T00:01:00Z"));
+    go.send(true).unwrap();
+    let finished = h.finished().await;
+    assert_eq!(
+        (finished.status, finished.output.as_deref()),
+        (RunStatus::Succeeded, Some("went"))
+    );
+    h.stop_letting_time_pass().await;
+}
+
 #[tokio::test]
 async fn a_panicking_job_fails_its_own_run_only() {
     let rust = RustJobs::new()

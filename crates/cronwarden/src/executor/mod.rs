@@ -124,6 +124,9 @@ pub trait Executor: Send + Sync + 'static {
     async fn execute(&self, action: &Action, ctx: &RunContext) -> Outcome;
 }
 
+/// An action being executed, owning what it needs.
+pub type Execution = std::pin::Pin<Box<dyn std::future::Future<Output = Outcome> + Send>>;
+
 /// The executors of every action type, chosen by the action.
 #[derive(Clone)]
 pub struct Executors {
@@ -151,6 +154,19 @@ impl Executors {
     pub fn with_sql(mut self, sql: SqlExecutor) -> Executors {
         self.sql = Arc::new(sql);
         self
+    }
+
+    /// Starts executing `spec`'s action: the execution owns what it needs, so that it can be
+    /// polled first where the run is released and then handed to the run's own task.
+    pub fn start(&self, spec: &Arc<crate::model::JobSpec>, ctx: RunContext) -> Execution {
+        // Rust jobs, the hot path of a busy scheduler, skip a layer of boxing.
+        if let Action::Rust { handler } = &spec.action {
+            if let Some(job) = self.rust.get(handler) {
+                return Box::pin(rust::run(job, ctx));
+            }
+        }
+        let (executors, spec) = (self.clone(), spec.clone());
+        Box::pin(async move { executors.execute(&spec.action, &ctx).await })
     }
 
     /// Checks that what `action` needs exists here: the handler a Rust job names, the

@@ -64,6 +64,11 @@ impl RustJobs {
     pub fn contains(&self, name: &str) -> bool {
         self.handlers.contains_key(name)
     }
+
+    /// The handler registered as `name`.
+    pub(super) fn get(&self, name: &str) -> Option<Arc<dyn RustJob>> {
+        self.handlers.get(name).cloned()
+    }
 }
 
 #[async_trait]
@@ -72,26 +77,31 @@ impl Executor for RustJobs {
         let Action::Rust { handler } = action else {
             return Outcome::fatal("not a Rust action");
         };
-        let Some(job) = self.handlers.get(handler).cloned() else {
+        let Some(job) = self.get(handler) else {
             return Outcome::fatal(format!("no Rust handler is registered as {handler:?}"));
         };
-        // A panicking job must not take the scheduler with it: its panic is caught and
-        // recorded as a failure. The job runs on the run's own task, not a task of its own, so
-        // it starts the moment its run does. (A job cancelled by a timeout or a stop learns it
-        // from its context's token; the scheduler drops one that does not return after a
-        // grace period.)
-        let ended = std::panic::AssertUnwindSafe(job.run(ctx.clone()))
-            .catch_unwind()
-            .await;
-        match ended {
-            Ok(Ok(output)) => Outcome::Succeeded {
-                output: Some(output).filter(|o| !o.is_empty()),
-                exit_code: None,
-            },
-            Ok(Err(JobError::Retryable(e))) => Outcome::retryable(e),
-            Ok(Err(JobError::Fatal(e))) => Outcome::fatal(e),
-            Err(panic) => Outcome::retryable(format!("the job panicked: {}", panic_message(panic))),
-        }
+        run(job, ctx.clone()).await
+    }
+}
+
+/// Runs `job`, turning its result (or its panic) into an outcome.
+///
+/// A panicking job must not take the scheduler with it: its panic is caught and recorded as a
+/// failure. The job runs on the run's own task, not a task of its own, so it starts the moment
+/// its run does. (A job cancelled by a timeout or a stop learns it from its context's token;
+/// the scheduler drops one that does not return after a grace period.)
+pub(super) async fn run(job: Arc<dyn RustJob>, ctx: RunContext) -> Outcome {
+    let ended = std::panic::AssertUnwindSafe(job.run(ctx))
+        .catch_unwind()
+        .await;
+    match ended {
+        Ok(Ok(output)) => Outcome::Succeeded {
+            output: Some(output).filter(|o| !o.is_empty()),
+            exit_code: None,
+        },
+        Ok(Err(JobError::Retryable(e))) => Outcome::retryable(e),
+        Ok(Err(JobError::Fatal(e))) => Outcome::fatal(e),
+        Err(panic) => Outcome::retryable(format!("the job panicked: {}", panic_message(panic))),
     }
 }
 

@@ -2,10 +2,13 @@
 //!
 //! One loop owns the timetable. It sleeps until shortly before the earliest due fire (or until a
 //! job changes, or a stop is asked for), claims every fire due by then in one store transaction,
-//! and releases each claimed run at its instant to its own task; starts and results go to the
-//! store in batches through the [`recorder`], so no run waits for the store to begin. The next fire is always computed from the *scheduled* instant, never from "now", so a
-//! slow run or a slow loop never shifts a schedule; fires that are found late (the process was
-//! down or stalled) go through the job's misfire policy.
+//! and spawns each claimed run's task. At the instant, one timer releases all of its runs: they
+//! are admitted in slices, an in-process job is begun (polled once) right there, and each run's
+//! task takes it from there. Starts and results go to the store in batches through the
+//! [`recorder`], so no run waits for the store to begin. The next fire is always computed from
+//! the *scheduled* instant, never from "now", so a slow run or a slow loop never shifts a
+//! schedule; fires that are found late (the process was down or stalled) go through the job's
+//! misfire policy.
 //!
 //! Lifecycle, as for every background service here: [`Scheduler::start`] returns at once;
 //! [`Scheduler::stop`] stops firing, lets running runs finish within the grace period, cancels
@@ -16,7 +19,7 @@ mod cluster;
 mod recorder;
 mod runner;
 
-use self::runner::Admission;
+use self::runner::{Admission, Release};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -185,7 +188,7 @@ impl Plan {
 struct Ticket {
     run: Run,
     claimed_under: Arc<JobSpec>,
-    start: tokio::sync::oneshot::Sender<(Admission, Run)>,
+    start: tokio::sync::oneshot::Sender<Release>,
 }
 
 /// The runs of one job executing now, with the tokens that cancel them. A list, not a map:
@@ -242,8 +245,10 @@ pub(crate) struct Inner {
     clock: Arc<dyn Clock>,
     executors: Executors,
     config: SchedulerConfig,
-    // A std mutex, not a tokio one: it is never held across an await.
-    jobs: Mutex<BTreeMap<JobName, JobState>>,
+    // A std mutex, not a tokio one: it is never held across an await. A hash map: at a busy
+    // instant thousands of runs are admitted, and a tree's search touches a cold key (behind
+    // a pointer) at every step.
+    jobs: Mutex<HashMap<JobName, JobState>>,
     /// Held across a change to a job (store write, then timetable) and across a reload from
     /// the store, so that a reload never sees a store older than the timetable: without it, a
     /// job created while the reload read the store would be taken for one deleted elsewhere.
@@ -311,7 +316,7 @@ impl Scheduler {
                 executors,
                 permits: Arc::new(Semaphore::new(config.max_concurrent_runs.max(1))),
                 config,
-                jobs: Mutex::new(BTreeMap::new()),
+                jobs: Mutex::new(HashMap::new()),
                 job_changes: tokio::sync::Mutex::new(()),
                 claiming: tokio::sync::Mutex::new(()),
                 membership: cluster::Membership::new(shared),
@@ -1088,12 +1093,12 @@ impl Inner {
         // of its instant, so that the instant itself allocates (and faults in) no memory.
         let mut instants: BTreeMap<Timestamp, Vec<Vec<Ticket>>> = BTreeMap::new();
         for (run, claimed_under) in on_time_runs {
-            let (start, admitted) = tokio::sync::oneshot::channel::<(Admission, Run)>();
+            let (start, released) = tokio::sync::oneshot::channel::<Release>();
             let inner = self.clone();
             self.tasks.spawn(async move {
-                // No admission comes if the run is not to start here (see `release_instant`).
-                if let Ok((admission, run)) = admitted.await {
-                    inner.admitted(admission, run).await;
+                // Nothing comes if the run is not to start here (see `release_instant`).
+                if let Ok(release) = released.await {
+                    inner.released(release).await;
                 }
             });
             let slices = instants.entry(run.scheduled_at).or_default();
@@ -1140,14 +1145,29 @@ impl Inner {
                         .map(|t| inner.admit_released(&mut jobs, &t.run, &t.claimed_under))
                         .collect()
                 };
+                let send = |start: tokio::sync::oneshot::Sender<Release>, release| {
+                    if let Err(release) = start.send(release) {
+                        // Its task is gone (the runtime is shutting down): carry it out anew.
+                        inner.tasks.spawn(inner.clone().released(release));
+                    }
+                };
+                let mut finished = Vec::new();
                 for (admission, ticket) in admissions.into_iter().zip(slice) {
                     // A run that waits for the one before it is started by that one's end.
                     if matches!(admission, Admission::Wait) {
                         continue;
                     }
-                    if let Err((admission, run)) = ticket.start.send((admission, ticket.run)) {
-                        // Its task is gone (the runtime is shutting down): start it anew.
-                        inner.start_admitted(admission, run);
+                    match inner.release_admitted(admission, ticket.run) {
+                        release if release.finished() => finished.push((ticket.start, release)),
+                        release => send(ticket.start, release),
+                    }
+                }
+                if !finished.is_empty() {
+                    // Runs that finished in their first poll are recorded once the instant's
+                    // other runs have started (a yielding task waits until its worker is idle).
+                    tokio::task::yield_now().await;
+                    for (start, release) in finished {
+                        send(start, release);
                     }
                 }
             });
@@ -1180,7 +1200,7 @@ impl Inner {
     /// or rescheduled since the claim, else what the overlap policy decides.
     fn admit_released(
         &self,
-        jobs: &mut BTreeMap<JobName, JobState>,
+        jobs: &mut HashMap<JobName, JobState>,
         run: &Run,
         claimed_under: &Arc<JobSpec>,
     ) -> Admission {
@@ -1275,6 +1295,9 @@ impl Inner {
                 due.push((job.spec.clone(), fires));
             }
         }
+        // Claimed in name order, the same on every node: two nodes inserting the same claims
+        // in different orders could deadlock on the unique key.
+        due.sort_unstable_by(|(a, _), (b, _)| a.name.cmp(&b.name));
         due
     }
 

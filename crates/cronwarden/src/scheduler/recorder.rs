@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::store::{FinishRun, StartRun, Store, StoreError};
 
 /// The largest batch written in one transaction.
-const MAX_BATCH: usize = 4096;
+const MAX_BATCH: usize = 16_384;
 
 enum Record {
     Start(StartRun),
@@ -72,10 +72,42 @@ pub(super) fn spawn(
                     Err(_) => break,
                 }
             }
+            if batch.len() >= BUSY_BATCH {
+                gather(&mut inbox, &mut batch, &stop).await;
+            }
             write(&*store, &mut batch, &stopping).await;
         }
     });
     (Recorder { records }, task)
+}
+
+/// At a busy instant (a batch this large), the recorder gathers records until they stop
+/// coming: SQLite writes on a thread of its own, and writing while thousands of runs start
+/// takes a core from them (on two cores, for several milliseconds at a time). Gathering also
+/// drops the start records of runs whose results arrive meanwhile.
+const BUSY_BATCH: usize = 256;
+
+/// How long records must stop coming before a busy batch is written.
+const BUSY_QUIET: std::time::Duration = std::time::Duration::from_millis(3);
+
+/// The longest a busy batch waits, however busy: results are acknowledged, and their runs
+/// wait for it.
+const BUSY_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
+async fn gather(
+    inbox: &mut mpsc::UnboundedReceiver<Record>,
+    batch: &mut Vec<Record>,
+    stop: &CancellationToken,
+) {
+    let until = tokio::time::Instant::now() + BUSY_WAIT;
+    while batch.len() < MAX_BATCH && !stop.is_cancelled() {
+        let quiet = (tokio::time::Instant::now() + BUSY_QUIET).min(until);
+        let room = MAX_BATCH - batch.len();
+        match tokio::time::timeout_at(quiet, inbox.recv_many(batch, room)).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
 }
 
 async fn write(store: &dyn Store, batch: &mut Vec<Record>, stopping: &CancellationToken) {

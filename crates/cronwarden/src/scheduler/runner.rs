@@ -3,12 +3,13 @@
 
 use std::sync::Arc;
 
-use jiff::SignedDuration;
+use jiff::{SignedDuration, Timestamp};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
 use super::{Inner, SchedulerEvent};
-use crate::executor::{Executor, Outcome, RunContext};
-use crate::model::{JobName, JobSpec, OverlapPolicy, Run, RunStatus, Trigger};
+use crate::executor::{Execution, Outcome, RunContext};
+use crate::model::{Action, JobName, JobSpec, OverlapPolicy, Run, RunStatus, Trigger};
 use crate::store::{ClaimFire, NewRun, StartRun};
 
 /// How long a cancelled action may take to stop: long enough for a command's SIGTERM, its
@@ -121,6 +122,24 @@ impl Inner {
     /// are boxed.
     async fn execute(self: Arc<Self>, spec: Arc<JobSpec>, mut run: Run, token: CancellationToken) {
         let ending = self.run_action(&spec, &mut run, &token).await;
+        self.conclude(spec, run, ending).await;
+    }
+
+    /// [`Self::execute`] for a run whose action was begun where it was released.
+    async fn execute_begun(
+        self: Arc<Self>,
+        spec: Arc<JobSpec>,
+        run: Run,
+        token: CancellationToken,
+        begun: Begun,
+    ) {
+        let ending = self.drive(&spec, &run, &token, begun).await;
+        self.conclude(spec, run, ending).await;
+    }
+
+    /// Records how a run ended, then starts what follows from it: a waiting run, chained
+    /// jobs, a retry.
+    async fn conclude(self: Arc<Self>, spec: Arc<JobSpec>, run: Run, ending: Ending) {
         let (job, id) = (run.job.clone(), run.id);
         let result = self
             .record_result(
@@ -176,7 +195,12 @@ impl Inner {
     /// Waits for a permit and the jitter, then runs the action under the timeout; `run` is
     /// marked running as the action starts. Returns how it ended (interrupted, if it never
     /// started).
-    async fn run_action(&self, spec: &JobSpec, run: &mut Run, token: &CancellationToken) -> Ending {
+    async fn run_action(
+        &self,
+        spec: &Arc<JobSpec>,
+        run: &mut Run,
+        token: &CancellationToken,
+    ) -> Ending {
         // Most runs find a permit free: take it without the select's wake-up registrations.
         let permit = match self.permits.clone().try_acquire_owned() {
             Ok(permit) => permit,
@@ -211,6 +235,48 @@ impl Inner {
                 return Ending::interrupted(self.interruption());
             }
         }
+        let begun = self.begin(spec, run, token, permit);
+        self.drive(spec, run, token, begun).await
+    }
+
+    /// Begins `run` where it is released, if it can begin there and then: a Rust job with a
+    /// permit free and no jitter to wait for. Its action is polled once here, so that it
+    /// starts at once, before the run's task is woken (at a busy instant, thousands of task
+    /// wake-ups cost more than the starts themselves). The run's task polls it from then on.
+    pub(super) fn begin_here(
+        &self,
+        spec: &Arc<JobSpec>,
+        run: &mut Run,
+        token: &CancellationToken,
+    ) -> Option<Begun> {
+        let inline = matches!(spec.action, Action::Rust { .. })
+            && (spec.jitter.is_none() || run.trigger != Trigger::Schedule)
+            && !token.is_cancelled();
+        if !inline {
+            return None;
+        }
+        let permit = self.permits.clone().try_acquire_owned().ok()?;
+        let mut begun = self.begin(spec, run, token, permit);
+        // No waker to give: the run's task polls the action again, with its own, whatever
+        // happened meanwhile (a future must only wake the waker of its latest poll).
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        if let std::task::Poll::Ready(outcome) = begun.execution.as_mut().poll(&mut cx) {
+            begun.outcome = Some(outcome);
+            // Done executing: its slot under the global limit is free for the next run now,
+            // not once its task gets to record it.
+            begun.end_execution();
+        }
+        Some(begun)
+    }
+
+    /// Marks `run` started, announces it and starts its action (not polled yet).
+    fn begin(
+        &self,
+        spec: &Arc<JobSpec>,
+        run: &mut Run,
+        token: &CancellationToken,
+        permit: OwnedSemaphorePermit,
+    ) -> Begun {
         // The start is recorded in the background: the action does not wait for the store. A
         // run taken over meanwhile (its node presumed dead) still cannot record its result:
         // that needs the current fencing token.
@@ -231,23 +297,13 @@ impl Inner {
             Some(recorder) => recorder.start(start).err(),
             None => Some(start),
         };
-        if let Some(start) = unsent {
-            let written = Box::pin(
-                self.store
-                    .start_run(start.id, start.fencing_token, start.at),
-            );
-            if let Err(e) = written.await {
-                tracing::error!(run = %run.id, error = %e, "cannot record a run's start");
-            }
-        }
         run.status = RunStatus::Running;
         run.started_at = Some(started_at);
         if self.observed() {
             self.emit(SchedulerEvent::RunStarted(run.clone()));
         }
-
         // The action watches the run's own token: cancelled by a stop, an operator, `overlap =
-        // replace`, or a timeout here (the outcome is decided by then).
+        // replace`, or a timeout (the outcome is decided by then).
         let ctx = RunContext {
             run_id: run.id,
             job: run.job.clone(),
@@ -256,20 +312,58 @@ impl Inner {
             trigger: run.trigger,
             cancel: token.clone(),
         };
-        let mut execution = self.executors.execute(&spec.action, &ctx);
+        Begun {
+            permit: Some(permit),
+            started_at,
+            unsent,
+            execution: self.executors.start(spec, ctx),
+            outcome: None,
+        }
+    }
+
+    /// Drives a begun action to its end under the run's cancellation and timeout, and returns
+    /// how it ended.
+    async fn drive(
+        &self,
+        spec: &JobSpec,
+        run: &Run,
+        token: &CancellationToken,
+        begun: Begun,
+    ) -> Ending {
+        let Begun {
+            permit,
+            started_at,
+            unsent,
+            mut execution,
+            outcome,
+        } = begun;
+        if let Some(start) = unsent {
+            // The recorder has stopped: write directly.
+            let written = Box::pin(
+                self.store
+                    .start_run(start.id, start.fencing_token, start.at),
+            );
+            if let Err(e) = written.await {
+                tracing::error!(run = %run.id, error = %e, "cannot record a run's start");
+            }
+        }
         let deadline = spec.timeout.map(|t| started_at + t);
-        let ended = tokio::select! {
-            // Cancellation first: an action that notices the cancel and returns in the same
-            // instant must still be recorded as interrupted, not as its own error.
-            biased;
-            () = token.cancelled() => Err(RunStatus::Interrupted),
-            () = async {
-                match deadline {
-                    Some(at) => self.clock.sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            } => Err(RunStatus::TimedOut),
-            outcome = &mut execution => Ok(outcome),
+        let ended = match outcome {
+            // Finished in its first poll, where it was released.
+            Some(outcome) => Ok(outcome),
+            None => tokio::select! {
+                // Cancellation first: an action that notices the cancel and returns in the
+                // same instant must still be recorded as interrupted, not as its own error.
+                biased;
+                () = token.cancelled() => Err(RunStatus::Interrupted),
+                () = async {
+                    match deadline {
+                        Some(at) => self.clock.sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => Err(RunStatus::TimedOut),
+                outcome = &mut execution => Ok(outcome),
+            },
         };
         let ending = match ended {
             Ok(Outcome::Succeeded { output, exit_code }) => Ending {
@@ -320,8 +414,7 @@ impl Inner {
                 }
             }
         };
-        drop(permit);
-        metrics::gauge!("cronwarden_runs_running").decrement(1.0);
+        Begun::release_permit(permit);
         // Bookkeeping goes to the back of the queue: at a busy instant, runs waiting to start
         // come before the records of runs that are done.
         tokio::task::yield_now().await;
@@ -417,6 +510,84 @@ impl Inner {
                 Ok(run) => self.dispatch(run),
                 Err(e) => tracing::error!(job = %name, error = %e, "cannot record a chained run"),
             }
+        }
+    }
+}
+
+/// A run's action, begun: what the run holds while it executes.
+pub(super) struct Begun {
+    /// Its slot under the global limit, while it executes.
+    permit: Option<OwnedSemaphorePermit>,
+    started_at: Timestamp,
+    /// The start record, if the recorder could not take it (it has stopped).
+    unsent: Option<StartRun>,
+    execution: Execution,
+    /// Its outcome, if it finished in its first poll.
+    outcome: Option<Outcome>,
+}
+
+impl Begun {
+    /// The action has stopped executing: frees its slot.
+    fn end_execution(&mut self) {
+        Begun::release_permit(self.permit.take());
+    }
+
+    fn release_permit(permit: Option<OwnedSemaphorePermit>) {
+        if let Some(permit) = permit {
+            drop(permit);
+            metrics::gauge!("cronwarden_runs_running").decrement(1.0);
+        }
+    }
+}
+
+/// What a run's task (spawned at the claim) receives when its instant comes.
+pub(super) enum Release {
+    /// Admitted: carry out the admission.
+    Admitted(Admission, Run),
+    /// Admitted and begun where it was released: drive it to its end.
+    Begun {
+        spec: Arc<JobSpec>,
+        run: Run,
+        token: CancellationToken,
+        begun: Begun,
+    },
+}
+
+impl Release {
+    /// Whether the run's action finished where it was released: only its record is left.
+    pub(super) fn finished(&self) -> bool {
+        matches!(self, Release::Begun { begun, .. } if begun.outcome.is_some())
+    }
+}
+
+impl Inner {
+    /// Carries out a release on the run's own task.
+    pub(super) async fn released(self: Arc<Self>, release: Release) {
+        match release {
+            Release::Admitted(admission, run) => self.admitted(admission, run).await,
+            Release::Begun {
+                spec,
+                run,
+                token,
+                begun,
+            } => self.execute_begun(spec, run, token, begun).await,
+        }
+    }
+
+    /// What to send to the task of a run admitted at its instant: the run begun here when it
+    /// can be, else the admission.
+    pub(super) fn release_admitted(&self, admission: Admission, mut run: Run) -> Release {
+        match admission {
+            Admission::Start(token, spec) => match self.begin_here(&spec, &mut run, &token) {
+                Some(begun) => Release::Begun {
+                    spec,
+                    run,
+                    token,
+                    begun,
+                },
+                None => Release::Admitted(Admission::Start(token, spec), run),
+            },
+            admission => Release::Admitted(admission, run),
         }
     }
 }
