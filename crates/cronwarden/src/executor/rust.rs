@@ -1,6 +1,6 @@
 //! In-process Rust jobs, registered by name.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -44,7 +44,8 @@ where
 /// The registered Rust jobs.
 #[derive(Clone, Default)]
 pub struct RustJobs {
-    handlers: HashMap<String, Arc<dyn RustJob>>,
+    // A handful of names, looked up for every run: comparing them is cheaper than hashing.
+    handlers: BTreeMap<String, Arc<dyn RustJob>>,
 }
 
 impl RustJobs {

@@ -188,41 +188,57 @@ impl Plan {
 struct Ticket {
     run: Run,
     claimed_under: Arc<JobSpec>,
+    /// The token the run gets if it starts, made ahead.
+    token: Option<CancellationToken>,
     start: tokio::sync::oneshot::Sender<Release>,
 }
 
-/// The runs of one job executing now, with the tokens that cancel them. A list, not a map:
-/// a job rarely has more than one, and admitting a run must be cheap (thousands are admitted
-/// at a busy instant).
+/// The runs of one job executing now, with the tokens that cancel them. The first is held in
+/// place, not in a map or a list: a job rarely has more than one, and admitting a run must
+/// touch as little memory as it can (thousands are admitted at a busy instant).
 #[derive(Default)]
-struct RunningRuns(Vec<(RunId, CancellationToken)>);
+struct RunningRuns {
+    first: Option<(RunId, CancellationToken)>,
+    more: Vec<(RunId, CancellationToken)>,
+}
 
 impl RunningRuns {
     fn insert(&mut self, id: RunId, token: CancellationToken) {
-        self.0.push((id, token));
+        if self.first.is_none() {
+            self.first = Some((id, token));
+        } else {
+            self.more.push((id, token));
+        }
     }
 
     fn remove(&mut self, id: RunId) {
-        self.0.retain(|(running, _)| *running != id);
+        if self.first.as_ref().is_some_and(|(first, _)| *first == id) {
+            self.first = self.more.pop();
+        } else {
+            self.more.retain(|(running, _)| *running != id);
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &(RunId, CancellationToken)> {
+        self.first.iter().chain(&self.more)
     }
 
     fn get(&self, id: RunId) -> Option<&CancellationToken> {
-        self.0
-            .iter()
+        self.iter()
             .find(|(running, _)| *running == id)
             .map(|(_, token)| token)
     }
 
     fn tokens(&self) -> impl Iterator<Item = &CancellationToken> {
-        self.0.iter().map(|(_, token)| token)
+        self.iter().map(|(_, token)| token)
     }
 
     fn len(&self) -> usize {
-        self.0.len()
+        usize::from(self.first.is_some()) + self.more.len()
     }
 
     fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.first.is_none()
     }
 }
 
@@ -862,8 +878,7 @@ impl Inner {
         // A changed job keeps its runs in flight (and their bookkeeping).
         let (running, waiting, idle) = match previous {
             Some(p) => (p.running, p.waiting, p.idle),
-            // Room for one run now, so that admitting it at its instant allocates nothing.
-            None => (RunningRuns(Vec::with_capacity(1)), None, Arc::default()),
+            None => Default::default(),
         };
         jobs.insert(
             spec.name.clone(),
@@ -1108,6 +1123,7 @@ impl Inner {
             slices.last_mut().unwrap().push(Ticket {
                 run,
                 claimed_under,
+                token: Some(CancellationToken::new()),
                 start,
             });
         }
@@ -1133,7 +1149,7 @@ impl Inner {
             }
             return;
         }
-        for slice in slices {
+        for mut slice in slices {
             let inner = self.clone();
             self.tasks.spawn(async move {
                 // Decided under the lock, sent after it: the other workers' slices wait for
@@ -1141,8 +1157,11 @@ impl Inner {
                 let admissions: Vec<Admission> = {
                     let mut jobs = inner.jobs.lock().unwrap();
                     slice
-                        .iter()
-                        .map(|t| inner.admit_released(&mut jobs, &t.run, &t.claimed_under))
+                        .iter_mut()
+                        .map(|t| {
+                            let token = t.token.take().unwrap_or_default();
+                            inner.admit_released(&mut jobs, &t.run, &t.claimed_under, token)
+                        })
                         .collect()
                 };
                 let send = |start: tokio::sync::oneshot::Sender<Release>, release| {
@@ -1151,16 +1170,24 @@ impl Inner {
                         inner.tasks.spawn(inner.clone().released(release));
                     }
                 };
+                let mut starts = Vec::with_capacity(slice.len());
+                let mut going = Vec::with_capacity(slice.len());
                 let mut finished = Vec::new();
                 for (admission, ticket) in admissions.into_iter().zip(slice) {
                     // A run that waits for the one before it is started by that one's end.
                     if matches!(admission, Admission::Wait) {
                         continue;
                     }
-                    match inner.release_admitted(admission, ticket.run) {
+                    match inner.release_admitted(admission, ticket.run, &mut starts) {
                         release if release.finished() => finished.push((ticket.start, release)),
-                        release => send(ticket.start, release),
+                        release => going.push((ticket.start, release)),
                     }
+                }
+                // The starts are queued before any result can be: a start written after its
+                // run's result would be refused (and logged as a taken-over run).
+                inner.record_starts(starts);
+                for (start, release) in going {
+                    send(start, release);
                 }
                 if !finished.is_empty() {
                     // Runs that finished in their first poll are recorded once the instant's
@@ -1203,6 +1230,7 @@ impl Inner {
         jobs: &mut HashMap<JobName, JobState>,
         run: &Run,
         claimed_under: &Arc<JobSpec>,
+        token: CancellationToken,
     ) -> Admission {
         match jobs.get_mut(&run.job) {
             None => Admission::Skip("skipped: the job was deleted".to_owned()),
@@ -1221,7 +1249,7 @@ impl Inner {
                     "skipped: the job's schedule changed after this fire was claimed".to_owned(),
                 )
             }
-            Some(job) => self.admit(job, run),
+            Some(job) => self.admit_with(job, run, token),
         }
     }
 
@@ -1240,7 +1268,7 @@ impl Inner {
         }
         let admission = {
             let mut jobs = self.jobs.lock().unwrap();
-            self.admit_released(&mut jobs, &run, &claimed_under)
+            self.admit_released(&mut jobs, &run, &claimed_under, CancellationToken::new())
         };
         self.admitted(admission, run).await;
     }

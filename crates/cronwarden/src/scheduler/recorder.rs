@@ -24,6 +24,8 @@ const MAX_BATCH: usize = 16_384;
 
 enum Record {
     Start(StartRun),
+    /// The starts of runs begun together (at one instant, by one slice).
+    Starts(Vec<StartRun>),
     Finish(FinishRun, oneshot::Sender<Result<bool, StoreError>>),
 }
 
@@ -125,7 +127,7 @@ async fn write_batch(store: &dyn Store, batch: &mut Vec<Record>, stopping: &Canc
         .iter()
         .filter_map(|r| match r {
             Record::Finish(f, _) => Some(f.id),
-            Record::Start(_) => None,
+            Record::Start(_) | Record::Starts(_) => None,
         })
         .collect();
     let mut starts = Vec::new();
@@ -135,6 +137,9 @@ async fn write_batch(store: &dyn Store, batch: &mut Vec<Record>, stopping: &Canc
         match record {
             Record::Start(s) if !finishing.contains(&s.id) => starts.push(s),
             Record::Start(_) => {}
+            Record::Starts(many) => {
+                starts.extend(many.into_iter().filter(|s| !finishing.contains(&s.id)));
+            }
             Record::Finish(f, reply) => {
                 finishes.push(f);
                 replies.push(reply);
@@ -179,7 +184,17 @@ impl Recorder {
             .send(Record::Start(start))
             .map_err(|e| match e.0 {
                 Record::Start(s) => s,
-                Record::Finish(..) => unreachable!("sent a start"),
+                _ => unreachable!("sent a start"),
+            })
+    }
+
+    /// Queues the start records of runs begun together.
+    pub(super) fn start_many(&self, starts: Vec<StartRun>) -> Result<(), Vec<StartRun>> {
+        self.records
+            .send(Record::Starts(starts))
+            .map_err(|e| match e.0 {
+                Record::Starts(s) => s,
+                _ => unreachable!("sent starts"),
             })
     }
 
@@ -193,7 +208,7 @@ impl Recorder {
         if let Err(e) = self.records.send(Record::Finish(finish, reply)) {
             return match e.0 {
                 Record::Finish(f, _) => Err(f),
-                Record::Start(_) => unreachable!("sent a finish"),
+                _ => unreachable!("sent a finish"),
             };
         }
         Ok(written.await.unwrap_or_else(|_| {

@@ -72,10 +72,20 @@ impl Inner {
 
     /// The overlap policy's decision for `run`, given what its job is running now.
     pub(super) fn admit(&self, job: &mut super::JobState, run: &Run) -> Admission {
+        self.admit_with(job, run, CancellationToken::new())
+    }
+
+    /// [`Self::admit`], with the token the run gets if it starts (made ahead of a busy
+    /// instant, so that the instant allocates nothing for it).
+    pub(super) fn admit_with(
+        &self,
+        job: &mut super::JobState,
+        run: &Run,
+        token: CancellationToken,
+    ) -> Admission {
         let busy = !job.running.is_empty();
         let policy = job.spec.overlap;
         let admit = |job: &mut super::JobState| {
-            let token = CancellationToken::new();
             if self.cancel_runs.is_cancelled() {
                 token.cancel();
             }
@@ -235,7 +245,7 @@ impl Inner {
                 return Ending::interrupted(self.interruption());
             }
         }
-        let begun = self.begin(spec, run, token, permit);
+        let begun = self.begin(spec, run, token, permit, None);
         self.drive(spec, run, token, begun).await
     }
 
@@ -248,6 +258,7 @@ impl Inner {
         spec: &Arc<JobSpec>,
         run: &mut Run,
         token: &CancellationToken,
+        starts: &mut Vec<StartRun>,
     ) -> Option<Begun> {
         let inline = matches!(spec.action, Action::Rust { .. })
             && (spec.jitter.is_none() || run.trigger != Trigger::Schedule)
@@ -256,7 +267,7 @@ impl Inner {
             return None;
         }
         let permit = self.permits.clone().try_acquire_owned().ok()?;
-        let mut begun = self.begin(spec, run, token, permit);
+        let mut begun = self.begin(spec, run, token, permit, Some(starts));
         // No waker to give: the run's task polls the action again, with its own, whatever
         // happened meanwhile (a future must only wake the waker of its latest poll).
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
@@ -269,13 +280,15 @@ impl Inner {
         Some(begun)
     }
 
-    /// Marks `run` started, announces it and starts its action (not polled yet).
+    /// Marks `run` started, announces it and starts its action (not polled yet). Its start
+    /// record goes to `starts` if given (to be sent with others), else to the recorder.
     fn begin(
         &self,
         spec: &Arc<JobSpec>,
         run: &mut Run,
         token: &CancellationToken,
         permit: OwnedSemaphorePermit,
+        starts: Option<&mut Vec<StartRun>>,
     ) -> Begun {
         // The start is recorded in the background: the action does not wait for the store. A
         // run taken over meanwhile (its node presumed dead) still cannot record its result:
@@ -293,9 +306,13 @@ impl Inner {
             fencing_token: run.fencing_token,
             at: started_at,
         };
-        let unsent = match self.recorder.get() {
-            Some(recorder) => recorder.start(start).err(),
-            None => Some(start),
+        let unsent = match (starts, self.recorder.get()) {
+            (Some(starts), _) => {
+                starts.push(start);
+                None
+            }
+            (None, Some(recorder)) => recorder.start(start).err(),
+            (None, None) => Some(start),
         };
         run.status = RunStatus::Running;
         run.started_at = Some(started_at);
@@ -576,9 +593,18 @@ impl Inner {
 
     /// What to send to the task of a run admitted at its instant: the run begun here when it
     /// can be, else the admission.
-    pub(super) fn release_admitted(&self, admission: Admission, mut run: Run) -> Release {
+    ///
+    /// The start record of a run begun here goes to `starts`: the caller sends them together
+    /// ([`Self::record_starts`]), before it sends any release.
+    pub(super) fn release_admitted(
+        &self,
+        admission: Admission,
+        mut run: Run,
+        starts: &mut Vec<StartRun>,
+    ) -> Release {
         match admission {
-            Admission::Start(token, spec) => match self.begin_here(&spec, &mut run, &token) {
+            Admission::Start(token, spec) => match self.begin_here(&spec, &mut run, &token, starts)
+            {
                 Some(begun) => Release::Begun {
                     spec,
                     run,
@@ -588,6 +614,28 @@ impl Inner {
                 None => Release::Admitted(Admission::Start(token, spec), run),
             },
             admission => Release::Admitted(admission, run),
+        }
+    }
+}
+
+impl Inner {
+    /// Sends the start records of runs begun together, as one record.
+    pub(super) fn record_starts(self: &Arc<Self>, starts: Vec<StartRun>) {
+        if starts.is_empty() {
+            return;
+        }
+        let unsent = match self.recorder.get() {
+            Some(recorder) => recorder.start_many(starts).err(),
+            None => Some(starts),
+        };
+        if let Some(starts) = unsent {
+            // The recorder has stopped: write directly.
+            let inner = self.clone();
+            self.tasks.spawn(async move {
+                if let Err(e) = inner.store.start_runs(&starts).await {
+                    tracing::error!(runs = starts.len(), error = %e, "cannot record runs' starts");
+                }
+            });
         }
     }
 }
