@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use cronwarden::model::{Run, RunStatus, Trigger};
 use cronwarden::store::{PostgresStore, RunFilter, Store};
+use cronwarden_test_support::PgDatabase;
 use jiff::Timestamp;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -93,25 +94,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// The PostgreSQL server the tests use.
-fn server_url() -> String {
-    std::env::var("CRONWARDEN_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
-/// `url` with its database replaced by `database`.
-fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, format!("?{query}")),
-        None => (url, String::new()),
-    };
-    let authority = base.find("://").map_or(0, |i| i + 3);
-    let path = base[authority..]
-        .find('/')
-        .map_or(base.len(), |i| authority + i);
-    format!("{}/{database}{query}", &base[..path])
-}
-
 /// The `host:port` of `url`, and `url` with them replaced by `host_port`.
 fn split_host(url: &str, host_port: &str) -> (String, String) {
     let authority = url.find("://").expect("a URL") + 3;
@@ -133,86 +115,6 @@ fn split_host(url: &str, host_port: &str) -> (String, String) {
         host,
         format!("{}{host_port}{}", &url[..host_at], &url[end..]),
     )
-}
-
-/// A PostgreSQL database of its own for one test; dropped (with `FORCE`) when this is, on a
-/// panic too.
-struct PgDatabase {
-    /// Its URL, straight to the server.
-    url: String,
-    name: String,
-    server: String,
-}
-
-impl PgDatabase {
-    /// A new, empty database; `None` (after saying why) when no server answers, except under
-    /// `CI=true`, where that fails the test.
-    fn create() -> Option<PgDatabase> {
-        use sqlx::{AssertSqlSafe, Connection, PgConnection};
-        use std::sync::atomic::AtomicU64;
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let server = server_url();
-        let name = format!(
-            "cw_chaos_{}_{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        let rt = runtime();
-        let connected = rt.block_on(async {
-            tokio::time::timeout(Duration::from_secs(10), PgConnection::connect(&server))
-                .await
-                .unwrap_or_else(|_| Err(sqlx::Error::PoolTimedOut))
-        });
-        let mut conn = match connected {
-            Ok(conn) => conn,
-            Err(e) => {
-                let message =
-                    format!("PostgreSQL (CRONWARDEN_TEST_POSTGRES_URL) is unreachable: {e}");
-                if std::env::var("CI").as_deref() == Ok("true") {
-                    panic!("{message}");
-                }
-                eprintln!("skipping: {message}");
-                return None;
-            }
-        };
-        rt.block_on(async {
-            for sql in [
-                format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-                format!("CREATE DATABASE {name}"),
-            ] {
-                sqlx::raw_sql(AssertSqlSafe(sql))
-                    .execute(&mut conn)
-                    .await
-                    .unwrap();
-            }
-            let _ = conn.close().await;
-        });
-        Some(PgDatabase {
-            url: with_database(&server, &name),
-            name,
-            server,
-        })
-    }
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        use sqlx::{AssertSqlSafe, Connection, PgConnection};
-        let (server, name) = (self.server.clone(), self.name.clone());
-        let dropped = std::thread::spawn(move || {
-            runtime().block_on(async {
-                let mut conn = PgConnection::connect(&server).await.ok()?;
-                let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                let done = sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut conn).await;
-                let _ = conn.close().await;
-                done.ok()
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Some(_))) {
-            eprintln!("could not drop the test database {}", self.name);
-        }
-    }
 }
 
 /// The test's own view of the database: straight to the server, never through the proxy.
@@ -1002,7 +904,7 @@ fn three_nodes_survive_kills_and_stops_with_each_fire_claimed_once() {
     // 200 jobs every second, and 30 that run for 2 s every 5 s (so that runs are going when
     // a node is stopped, and their results come late: 5 of them prefer node-3).
     let jobs = jobs(200, 30);
-    let Some(database) = PgDatabase::create() else {
+    let Some(database) = PgDatabase::create("cw_chaos") else {
         return;
     };
     let began = Instant::now();
@@ -1190,7 +1092,7 @@ fn cut_off(name: &str, ms: i64, cut_for: Duration, then: Duration) {
     const JOBS: usize = 50;
     let jobs = jobs(JOBS, 0);
     const TOKEN: &str = "chaos-admin-token-0123456789";
-    let Some(database) = PgDatabase::create() else {
+    let Some(database) = PgDatabase::create("cw_chaos") else {
         return;
     };
     let began = Instant::now();

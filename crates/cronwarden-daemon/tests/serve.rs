@@ -514,112 +514,32 @@ action = { type = "command", argv = ["sh", "-c", "echo \"using $1 and $2\" > see
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// A PostgreSQL database of its own for one test, on the server `CRONWARDEN_TEST_POSTGRES_URL`
-/// names; dropped (with `FORCE`, ending any session left on it) when this is, on a panic too.
+/// A PostgreSQL database of its own for one test (dropped with this), whose `url` holds a
+/// password: the server's own, or (on a trust-auth server, which ignores it) a made-up one,
+/// so that the tests can check it is never shown.
 struct PgDatabase {
-    /// Its URL, with a password: the server's own, or (on a trust-auth server, which ignores
-    /// it) a made-up one, so that the tests can check it is never shown.
-    url: String,
+    database: cronwarden_test_support::PgDatabase,
     /// The password in `url`.
     password: String,
-    name: String,
-    server: String,
 }
 
 impl PgDatabase {
     /// A new, empty database; `None` (after saying why) when no server answers, except under
     /// `CI=true`, where that fails the test.
     fn create() -> Option<PgDatabase> {
-        use sqlx::{AssertSqlSafe, Connection, PgConnection};
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let server = std::env::var("CRONWARDEN_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-        let name = format!(
-            "cw_daemon_{}_{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let connected = rt.block_on(async {
-            tokio::time::timeout(Duration::from_secs(10), PgConnection::connect(&server))
-                .await
-                .unwrap_or_else(|_| Err(sqlx::Error::PoolTimedOut))
-        });
-        let mut conn = match connected {
-            Ok(conn) => conn,
-            Err(e) => {
-                let message =
-                    format!("PostgreSQL (CRONWARDEN_TEST_POSTGRES_URL) is unreachable: {e}");
-                if std::env::var("CI").as_deref() == Ok("true") {
-                    panic!("{message}");
-                }
-                eprintln!("skipping: {message}");
-                return None;
-            }
-        };
-        rt.block_on(async {
-            // One left by an earlier run with the same process id goes first.
-            for sql in [
-                format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-                format!("CREATE DATABASE {name}"),
-            ] {
-                sqlx::raw_sql(AssertSqlSafe(sql))
-                    .execute(&mut conn)
-                    .await
-                    .unwrap();
-            }
-            let _ = conn.close().await;
-        });
-        let (url, password) = with_password(&with_database(&server, &name));
-        Some(PgDatabase {
-            url,
-            password,
-            name,
-            server,
-        })
+        let mut database = cronwarden_test_support::PgDatabase::create("cw_daemon")?;
+        let (url, password) = with_password(&database.url);
+        database.url = url;
+        Some(PgDatabase { database, password })
     }
 }
 
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        use sqlx::{AssertSqlSafe, Connection, PgConnection};
-        let (server, name) = (self.server.clone(), self.name.clone());
-        // From a thread of its own: this may run inside a panicking test's runtime.
-        let dropped = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            rt.block_on(async {
-                let mut conn = PgConnection::connect(&server).await.ok()?;
-                let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                let done = sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut conn).await;
-                let _ = conn.close().await;
-                done.ok()
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Some(_))) {
-            eprintln!("could not drop the test database {}", self.name);
-        }
-    }
-}
+impl std::ops::Deref for PgDatabase {
+    type Target = cronwarden_test_support::PgDatabase;
 
-/// `url` with its database replaced by `database`.
-fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, format!("?{query}")),
-        None => (url, String::new()),
-    };
-    let authority = base.find("://").map_or(0, |i| i + 3);
-    let path = base[authority..]
-        .find('/')
-        .map_or(base.len(), |i| authority + i);
-    format!("{}/{database}{query}", &base[..path])
+    fn deref(&self) -> &Self::Target {
+        &self.database
+    }
 }
 
 /// `url` with a password, and the password: its own, or a made-up one added to its user.

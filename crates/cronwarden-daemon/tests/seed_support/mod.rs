@@ -13,6 +13,7 @@ use cronwarden::model::{JobName, Run, RunStatus};
 use cronwarden::scheduler::{Scheduler, SchedulerConfig, SchedulerEvent};
 use cronwarden::store::SqliteStore;
 use cronwarden_daemon::config::Config;
+use cronwarden_test_support::{mysql_url, postgres_url, unique, with_database};
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, AssertSqlSafe};
 use tokio::sync::broadcast;
@@ -36,45 +37,6 @@ pub struct TestDatabase {
     pub pool: AnyPool,
 }
 
-fn unique(prefix: &str) -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{prefix}_{}_{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// `var`'s URL or `default`; `None` (after saying why) if nothing answers there, except under
-/// `CI=true`, where that fails the test.
-async fn server(var: &str, default: &str) -> Option<String> {
-    let url = std::env::var(var).unwrap_or_else(|_| default.to_owned());
-    // scheme://[user[:password]@]host:port/database
-    let authority = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
-    let host_port = authority
-        .split('/')
-        .next()
-        .and_then(|a| a.rsplit('@').next())
-        .unwrap_or_default()
-        .to_owned();
-    let reachable = tokio::time::timeout(
-        Duration::from_secs(3),
-        tokio::net::TcpStream::connect(host_port.as_str()),
-    )
-    .await
-    .is_ok_and(|r| r.is_ok());
-    if reachable {
-        return Some(url);
-    }
-    let message = format!("no database answers at {host_port} (set {var} to its URL)");
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{message}");
-    }
-    eprintln!("skipping: {message}");
-    None
-}
-
 impl TestDatabase {
     /// A new, empty database; `None` when the server is not reachable (outside CI).
     pub async fn create(engine: Engine, prefix: &str) -> Option<TestDatabase> {
@@ -82,20 +44,12 @@ impl TestDatabase {
         let name = unique(prefix);
         let (server_url, url) = match engine {
             Engine::Postgres => {
-                let server = server(
-                    "CRONWARDEN_TEST_POSTGRES_URL",
-                    "postgres://postgres@127.0.0.1:5432/test",
-                )
-                .await?;
-                (server.clone(), replace_database(&server, &name))
+                let server = postgres_url().await?;
+                (server.clone(), with_database(&server, &name))
             }
             Engine::MariaDb => {
-                let server = server(
-                    "CRONWARDEN_TEST_MYSQL_URL",
-                    "mysql://root@127.0.0.1:3306/test",
-                )
-                .await?;
-                (server.clone(), replace_database(&server, &name))
+                let server = mysql_url().await?;
+                (server.clone(), with_database(&server, &name))
             }
             Engine::Sqlite => {
                 let dir =
@@ -184,20 +138,6 @@ impl TestDatabase {
             admin.close().await;
         }
     }
-}
-
-fn replace_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    let at = base.rfind('/').expect("a URL with a database");
-    let mut out = format!("{}/{name}", &base[..at]);
-    if let Some(query) = query {
-        out.push('?');
-        out.push_str(query);
-    }
-    out
 }
 
 /// The folder of an example.

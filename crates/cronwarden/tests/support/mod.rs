@@ -111,60 +111,6 @@ pub async fn serve(router: axum::Router) -> String {
     format!("http://{addr}")
 }
 
-/// The URL of a test database server, from `var` or the machine's default; `None` (after
-/// saying why) when nothing answers there, except under `CI=true`, where that fails the test.
-pub async fn database_url(var: &str, default: &str) -> Option<String> {
-    let url = std::env::var(var).unwrap_or_else(|_| default.to_owned());
-    // scheme://[user[:password]@]host:port/database
-    let authority = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
-    let host_port = authority
-        .split('/')
-        .next()
-        .and_then(|a| a.rsplit('@').next())
-        .unwrap_or_default()
-        .to_owned();
-    let reachable = tokio::time::timeout(
-        Duration::from_secs(3),
-        tokio::net::TcpStream::connect(host_port.as_str()),
-    )
-    .await
-    .is_ok_and(|r| r.is_ok());
-    if reachable {
-        return Some(url);
-    }
-    let message = format!("no database answers at {host_port} (set {var} to its URL)");
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{message}");
-    }
-    eprintln!("skipping: {message}");
-    None
-}
-
-/// PostgreSQL for tests: `CRONWARDEN_TEST_POSTGRES_URL`.
-pub async fn postgres_url() -> Option<String> {
-    database_url(
-        "CRONWARDEN_TEST_POSTGRES_URL",
-        "postgres://postgres@127.0.0.1:5432/test",
-    )
-    .await
-}
-
-/// MariaDB (or MySQL) for tests: `CRONWARDEN_TEST_MYSQL_URL`.
-pub async fn mysql_url() -> Option<String> {
-    database_url(
-        "CRONWARDEN_TEST_MYSQL_URL",
-        "mysql://root@127.0.0.1:3306/test",
-    )
-    .await
-}
-
-/// A name unique to this test process and call, for tables that tests share a database with.
-pub fn unique(prefix: &str) -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{prefix}_{}_{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
+// The servers' URLs (skipping a test when nothing answers) and unique names.
+#[allow(unused_imports)] // each test file uses its own part
+pub use cronwarden_test_support::{mysql_url, postgres_url, unique};
