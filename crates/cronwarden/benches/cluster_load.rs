@@ -17,35 +17,16 @@ use cronwarden::executor::{Executors, JobError, RustJobs};
 use cronwarden::model::{Action, JobName, JobSpec, RunStatus};
 use cronwarden::scheduler::{Scheduler, SchedulerConfig};
 use cronwarden::store::{PostgresStore, RunFilter, Store};
+use cronwarden_test_support::PgDatabase;
 use jiff::Timestamp;
-use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 const SECONDS: u64 = 20;
 
-fn server_url() -> String {
-    std::env::var("CRONWARDEN_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
-fn with_database(url: &str, database: &str) -> String {
-    let base = url.split('?').next().unwrap();
-    let cut = base.rfind('/').unwrap();
-    format!("{}/{database}", &base[..cut])
-}
-
 async fn round(nodes: usize, jobs: usize) {
-    let server = server_url();
-    let database = format!("cw_cluster_load_{}_{nodes}_{jobs}", std::process::id());
-    let mut admin = PgConnection::connect(&server).await.unwrap();
-    sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {database}")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {database}")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let url = with_database(&server, &database);
+    // Dropped (with `FORCE`) at the end of the round.
+    let database = PgDatabase::create("cw_cluster_load")
+        .expect("a PostgreSQL server for the benchmark (CRONWARDEN_TEST_POSTGRES_URL)");
+    let url = database.url.clone();
     let seed = PostgresStore::connect(&url).await.unwrap();
     for i in 0..jobs {
         let spec = JobSpec::new(
@@ -124,13 +105,18 @@ async fn round(nodes: usize, jobs: usize) {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    // What became of the fires that did not succeed, and why (one error each).
+    let mut others: BTreeMap<&str, (usize, Option<&str>)> = BTreeMap::new();
+    for run in window.iter().filter(|r| r.status != RunStatus::Succeeded) {
+        let entry = others.entry(run.status.as_str()).or_default();
+        entry.0 += 1;
+        entry.1 = entry.1.or(run.error.as_deref());
+    }
+    for (status, (count, error)) in &others {
+        println!("  {count} {status}: {}", error.unwrap_or("(no error)"));
+    }
     assert_eq!(window.len(), distinct.len(), "a fire was claimed twice");
     seed.close().await;
-    let _ = sqlx::raw_sql(AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {database} WITH (FORCE)"
-    )))
-    .execute(&mut admin)
-    .await;
 }
 
 #[tokio::main]

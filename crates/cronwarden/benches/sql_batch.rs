@@ -172,10 +172,11 @@ async fn measure(engine: Engine) {
 #[tokio::main]
 async fn main() {
     sqlx::any::install_default_drivers();
-    let pg = std::env::var("CRONWARDEN_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-    let my = std::env::var("CRONWARDEN_TEST_MYSQL_URL")
-        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".to_owned());
+    use cronwarden_test_support::{
+        server_url, MYSQL_DEFAULT, MYSQL_VAR, POSTGRES_DEFAULT, POSTGRES_VAR,
+    };
+    let pg = server_url(POSTGRES_VAR, POSTGRES_DEFAULT);
+    let my = server_url(MYSQL_VAR, MYSQL_DEFAULT);
     let only = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
     if only.as_deref().is_none_or(|o| o == "postgres") {
         measure(postgres(pg)).await;

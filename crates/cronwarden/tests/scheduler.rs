@@ -875,6 +875,8 @@ struct Outage {
     holding: std::sync::atomic::AtomicBool,
     /// Listings begun.
     listings: std::sync::atomic::AtomicU32,
+    /// If set, each write of results waits for a permit first.
+    hold_finishes: Option<Arc<Semaphore>>,
 }
 
 impl Outage {
@@ -885,6 +887,7 @@ impl Outage {
             hold_listings: None,
             holding: false.into(),
             listings: 0.into(),
+            hold_finishes: None,
         }
     }
 }
@@ -974,6 +977,9 @@ impl Store for Outage {
         &self,
         finishes: &[cronwarden::store::FinishRun],
     ) -> Result<Vec<bool>, cronwarden::store::StoreError> {
+        if let Some(gate) = &self.hold_finishes {
+            gate.acquire().await.unwrap().forget();
+        }
         self.store.finish_runs(finishes).await
     }
     async fn request_run(
@@ -1427,6 +1433,74 @@ async fn a_running_run_can_be_cancelled() {
     );
     assert!(!h.scheduler.cancel_run(run.id), "not running any more");
     h.stop_letting_time_pass().await;
+}
+
+/// The next run to start; fails the test if a run finishes first, or nothing comes within
+/// 10 s of real time.
+async fn started_only(events: &mut broadcast::Receiver<SchedulerEvent>) -> Run {
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await
+            .expect("an event within 10 s")
+            .unwrap();
+        match event {
+            SchedulerEvent::RunStarted(run) => return run,
+            SchedulerEvent::RunFinished(run) => {
+                panic!("no result can be written, yet {run:?} finished")
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A run whose action has ended is no longer going, even while the store is slow to take its
+/// result: the next fire of an `overlap = skip` job runs rather than being skipped for it.
+#[tokio::test]
+async fn a_result_still_being_written_does_not_make_the_next_fire_skip() {
+    let gate = Arc::new(Semaphore::new(0));
+    let mut store = Outage::new(false).await;
+    store.hold_finishes = Some(gate.clone());
+    let store = Arc::new(store);
+    let clock = TestClock::new(ts(T0));
+    let job = rust_job("quick", Some("* * * * *"));
+    assert_eq!(job.overlap, OverlapPolicy::Skip);
+    store.upsert_job(&job, clock.now()).await.unwrap();
+    let scheduler = Scheduler::new(
+        store.clone(),
+        Arc::new(clock.clone()),
+        Executors::new(
+            RustJobs::new().register("quick", |_ctx| async { Ok::<_, JobError>(String::new()) }),
+        ),
+        SchedulerConfig::default(),
+    );
+    let mut events = scheduler.subscribe();
+    scheduler.start();
+    eventually(|| async { clock.sleepers() > 0 }).await;
+    clock.advance(secs(60));
+    assert_eq!(
+        started_only(&mut events).await.scheduled_at,
+        ts("2026-01-01T00:01:00Z")
+    );
+    // Its result is held at the store; the next minute comes.
+    eventually(|| async { clock.sleepers() > 0 }).await;
+    clock.advance(secs(60));
+    assert_eq!(
+        started_only(&mut events).await.scheduled_at,
+        ts("2026-01-01T00:02:00Z")
+    );
+    gate.add_permits(1_000);
+    scheduler.stop().await;
+    let runs = store
+        .list_runs(&RunFilter {
+            limit: Some(100),
+            ..RunFilter::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        runs.iter().all(|r| r.status == RunStatus::Succeeded),
+        "{runs:?}"
+    );
 }
 
 #[tokio::test]

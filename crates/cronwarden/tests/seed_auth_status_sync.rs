@@ -25,6 +25,7 @@ use cronwarden::model::{
 };
 use cronwarden::scheduler::{Scheduler, SchedulerConfig, SchedulerEvent};
 use cronwarden::store::{RunFilter, SqliteStore, Store};
+use cronwarden_test_support::PgDatabase;
 use jiff::SignedDuration;
 use serde_json::{json, Value};
 use sqlx::postgres::PgPoolOptions;
@@ -40,70 +41,21 @@ const MAX_ATTEMPTS: u32 = 4;
 
 /// A fresh database of its own on the test server, dropped by [`TestDatabase::drop`].
 struct TestDatabase {
-    name: String,
-    server_url: String,
     pool: PgPool,
+    /// Dropped (with `FORCE`) after the pool is closed.
+    database: PgDatabase,
 }
 
 impl TestDatabase {
     /// `None` (after saying why) when no PostgreSQL answers, except under `CI=true`.
     async fn create() -> Option<TestDatabase> {
-        use std::sync::atomic::AtomicU64;
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let server_url = std::env::var("CRONWARDEN_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-        let authority = server_url
-            .split_once("://")
-            .map_or(server_url.as_str(), |(_, rest)| rest)
-            .split(['/', '?'])
-            .next()
-            .unwrap_or_default();
-        let host_port = authority.rsplit('@').next().unwrap_or_default();
-        let host_port = if host_port.contains(':') {
-            host_port.to_owned()
-        } else {
-            format!("{host_port}:5432")
-        };
-        let reachable = tokio::time::timeout(
-            Duration::from_secs(3),
-            tokio::net::TcpStream::connect(host_port.as_str()),
-        )
-        .await
-        .is_ok_and(|connected| connected.is_ok());
-        if !reachable {
-            let message =
-                format!("no PostgreSQL answers at {host_port} (set CRONWARDEN_TEST_POSTGRES_URL)");
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("{message}");
-            }
-            eprintln!("skipping: {message}");
-            return None;
-        }
-        let admin = PgPoolOptions::new()
-            .max_connections(1)
-            .connect(&server_url)
-            .await
-            .unwrap_or_else(|e| panic!("{server_url}: {e}"));
-        let name = format!(
-            "cw_auth_{}_{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&admin)
-            .await
-            .unwrap();
-        admin.close().await;
+        let database = PgDatabase::create("cw_auth")?;
         let pool = PgPoolOptions::new()
             .max_connections(4)
-            .connect(&replace_database(&server_url, &name))
+            .connect(&database.url)
             .await
             .unwrap();
-        Some(TestDatabase {
-            name,
-            server_url,
-            pool,
-        })
+        Some(TestDatabase { pool, database })
     }
 
     /// Runs an example's SQL file.
@@ -140,28 +92,7 @@ impl TestDatabase {
 
     async fn drop(self) {
         self.pool.close().await;
-        let admin = PgPoolOptions::new()
-            .max_connections(1)
-            .connect(&self.server_url)
-            .await
-            .unwrap();
-        sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE {}", self.name)))
-            .execute(&admin)
-            .await
-            .unwrap();
-        admin.close().await;
-    }
-}
-
-fn replace_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    let at = base.rfind('/').expect("a URL with a database");
-    match query {
-        Some(query) => format!("{}/{name}?{query}", &base[..at]),
-        None => format!("{}/{name}", &base[..at]),
+        drop(self.database);
     }
 }
 

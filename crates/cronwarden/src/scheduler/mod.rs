@@ -193,46 +193,77 @@ struct Ticket {
     start: tokio::sync::oneshot::Sender<Release>,
 }
 
-/// The runs of one job executing now, with the tokens that cancel them. The first is held in
-/// place, not in a map or a list: a job rarely has more than one, and admitting a run must
-/// touch as little memory as it can (thousands are admitted at a busy instant).
+/// The runs of one job executing now, with the tokens that cancel them, until their results
+/// are recorded. The first is held in place, not in a map or a list: a job rarely has more
+/// than one, and admitting a run must touch as little memory as it can (thousands are admitted
+/// at a busy instant).
 #[derive(Default)]
 struct RunningRuns {
-    first: Option<(RunId, CancellationToken)>,
-    more: Vec<(RunId, CancellationToken)>,
+    first: Option<RunningRun>,
+    more: Vec<RunningRun>,
+}
+
+struct RunningRun {
+    id: RunId,
+    token: CancellationToken,
+    /// Its action has ended; its result is being recorded.
+    ended: bool,
 }
 
 impl RunningRuns {
     fn insert(&mut self, id: RunId, token: CancellationToken) {
+        let run = RunningRun {
+            id,
+            token,
+            ended: false,
+        };
         if self.first.is_none() {
-            self.first = Some((id, token));
+            self.first = Some(run);
         } else {
-            self.more.push((id, token));
+            self.more.push(run);
+        }
+    }
+
+    /// Marks the run's action ended.
+    fn end(&mut self, id: RunId) {
+        if let Some(run) = self.iter_mut().find(|run| run.id == id) {
+            run.ended = true;
         }
     }
 
     fn remove(&mut self, id: RunId) {
-        if self.first.as_ref().is_some_and(|(first, _)| *first == id) {
+        if self.first.as_ref().is_some_and(|first| first.id == id) {
             self.first = self.more.pop();
         } else {
-            self.more.retain(|(running, _)| *running != id);
+            self.more.retain(|run| run.id != id);
         }
     }
 
-    fn iter(&self) -> impl Iterator<Item = &(RunId, CancellationToken)> {
+    fn iter(&self) -> impl Iterator<Item = &RunningRun> {
         self.first.iter().chain(&self.more)
     }
 
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut RunningRun> {
+        self.first.iter_mut().chain(&mut self.more)
+    }
+
+    /// The token of the run, while its action is going.
     fn get(&self, id: RunId) -> Option<&CancellationToken> {
         self.iter()
-            .find(|(running, _)| *running == id)
-            .map(|(_, token)| token)
+            .find(|run| run.id == id && !run.ended)
+            .map(|run| &run.token)
     }
 
     fn tokens(&self) -> impl Iterator<Item = &CancellationToken> {
-        self.iter().map(|(_, token)| token)
+        self.iter().map(|run| &run.token)
     }
 
+    /// Runs whose action has not ended.
+    fn going(&self) -> usize {
+        self.iter().filter(|run| !run.ended).count()
+    }
+
+    /// Runs whose action has not ended or whose result is not recorded yet.
     fn len(&self) -> usize {
         usize::from(self.first.is_some()) + self.more.len()
     }

@@ -83,8 +83,13 @@ impl Inner {
         run: &Run,
         token: CancellationToken,
     ) -> Admission {
-        let busy = !job.running.is_empty();
         let policy = job.spec.overlap;
+        // A run whose action has ended but whose result is still being written is not going
+        // any more; only a queue waits for it too, so that queued runs keep their order.
+        let busy = match policy {
+            OverlapPolicy::Queue => !job.running.is_empty(),
+            _ => job.running.going() > 0,
+        };
         let admit = |job: &mut super::JobState| {
             if self.cancel_runs.is_cancelled() {
                 token.cancel();
@@ -95,13 +100,13 @@ impl Inner {
         match (busy, policy) {
             (false, _) => admit(job),
             (true, OverlapPolicy::Allow)
-                if job.running.len() < job.spec.max_concurrency as usize =>
+                if job.running.going() < job.spec.max_concurrency as usize =>
             {
                 admit(job)
             }
             (true, OverlapPolicy::Allow) => Admission::Skip(format!(
                 "skipped: {} runs of this job were going (max_concurrency)",
-                job.running.len()
+                job.running.going()
             )),
             (true, OverlapPolicy::Skip) => {
                 Admission::Skip("skipped: the previous run was still going".to_owned())
@@ -151,6 +156,11 @@ impl Inner {
     /// jobs, a retry.
     async fn conclude(self: Arc<Self>, spec: Arc<JobSpec>, run: Run, ending: Ending) {
         let (job, id) = (run.job.clone(), run.id);
+        // Its action has ended: for the overlap policy the run is no longer going, even while
+        // its result is being written (a slow write must not make the next fire a skipped one).
+        if let Some(job) = self.jobs.lock().unwrap().get_mut(&job) {
+            job.running.end(id);
+        }
         let result = self
             .record_result(
                 run,
