@@ -20,6 +20,18 @@ struct App {
     store: Arc<SqliteStore>,
     scheduler: Scheduler,
     client: reqwest::Client,
+    _dir: RemovedOnDrop,
+}
+
+/// A test's own directory, removed when the test ends (passed or failed): every test here
+/// makes one, and they added up over runs on one machine.
+struct RemovedOnDrop(std::path::PathBuf);
+
+impl Drop for RemovedOnDrop {
+    fn drop(&mut self) {
+        // The store may still have its files open: on Unix they go once it closes them.
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// The token of each role: "<role>-secret-token-0123456789".
@@ -95,6 +107,7 @@ async fn app_with(metrics_public: bool) -> App {
         store,
         scheduler,
         client: reqwest::Client::new(),
+        _dir: RemovedOnDrop(dir),
     }
 }
 
