@@ -4,6 +4,7 @@
 //! organisation-registration service answering the batch status lookups, and the sync run as a
 //! Rust job through a real scheduler, with its retries.
 
+mod support;
 #[path = "../examples/auth_status_sync/sync.rs"]
 mod sync;
 
@@ -11,7 +12,6 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -23,14 +23,12 @@ use cronwarden::executor::{Executors, RunContext, RustJobs};
 use cronwarden::model::{
     Action, JobName, JobSpec, OverlapPolicy, RetryPolicy, Run, RunStatus, Trigger,
 };
-use cronwarden::scheduler::{Scheduler, SchedulerConfig, SchedulerEvent};
-use cronwarden::store::{RunFilter, SqliteStore, Store};
 use cronwarden_test_support::PgDatabase;
 use jiff::SignedDuration;
 use serde_json::{json, Value};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{AssertSqlSafe, PgPool};
-use tokio::sync::broadcast;
+use support::Running;
 
 const JOB: &str = "user-status-sync";
 /// Smaller than the 12 linked organisation users of `seed.sql`: three batches (5, 5, 2).
@@ -189,122 +187,60 @@ async fn batch_status(
 }
 
 async fn serve(org: OrgService) -> String {
-    let router = Router::new()
-        .route(sync::BATCH_STATUS_PATH, post(batch_status))
-        .with_state(org);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    format!("http://{addr}")
+    support::serve(
+        Router::new()
+            .route(sync::BATCH_STATUS_PATH, post(batch_status))
+            .with_state(org),
+    )
+    .await
 }
 
 // ---- the scheduler ----
 
-/// The example's job, run by a scheduler on a fresh in-memory store: the sync registered as a
-/// Rust job, 4 attempts (retries 10 ms apart here), no overlap. It has no schedule here, so
-/// that only the test's triggers run it.
-struct Running {
-    scheduler: Scheduler,
-    store: Arc<SqliteStore>,
-    events: broadcast::Receiver<SchedulerEvent>,
+/// The example's job, run by a scheduler on a fresh store: the sync registered as a Rust job,
+/// 4 attempts (retries 10 ms apart here), no overlap. It has no schedule here, so that only the
+/// test's triggers run it.
+async fn start(pool: PgPool, org_url: String) -> Running {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {SERVICE_TOKEN}").parse().unwrap(),
+    );
+    let http = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap();
+    let jobs = RustJobs::new().register(JOB, move |ctx: RunContext| {
+        let (pool, http, org_url) = (pool.clone(), http.clone(), org_url.clone());
+        async move {
+            sync::sync_statuses(&pool, &http, &org_url, BATCH_SIZE, &ctx.cancel)
+                .await
+                .map(|report| report.to_string())
+        }
+    });
+    let mut spec = JobSpec::new(
+        JobName::new(JOB).unwrap(),
+        None,
+        Action::Rust {
+            handler: JOB.to_owned(),
+        },
+    );
+    spec.timeout = Some(SignedDuration::from_mins(1));
+    spec.overlap = OverlapPolicy::Skip;
+    spec.retry = RetryPolicy {
+        max_attempts: MAX_ATTEMPTS,
+        initial_delay: SignedDuration::from_millis(10),
+        multiplier: 2.0,
+        max_delay: SignedDuration::from_millis(100),
+        jitter: 0.0,
+    };
+    Running::start(vec![spec], Executors::new(jobs), Arc::new(SystemClock)).await
 }
 
-impl Running {
-    async fn start(pool: PgPool, org_url: String) -> Running {
-        let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert(
-            reqwest::header::AUTHORIZATION,
-            format!("Bearer {SERVICE_TOKEN}").parse().unwrap(),
-        );
-        let http = reqwest::Client::builder()
-            .default_headers(headers)
-            .build()
-            .unwrap();
-        let jobs = RustJobs::new().register(JOB, move |ctx: RunContext| {
-            let (pool, http, org_url) = (pool.clone(), http.clone(), org_url.clone());
-            async move {
-                sync::sync_statuses(&pool, &http, &org_url, BATCH_SIZE, &ctx.cancel)
-                    .await
-                    .map(|report| report.to_string())
-            }
-        });
-        let store = Arc::new(SqliteStore::open_in_memory().await.unwrap());
-        let scheduler = Scheduler::new(
-            store.clone(),
-            Arc::new(SystemClock),
-            Executors::new(jobs),
-            SchedulerConfig::default(),
-        );
-        let events = scheduler.subscribe();
-        scheduler.start();
-        let mut spec = JobSpec::new(
-            JobName::new(JOB).unwrap(),
-            None,
-            Action::Rust {
-                handler: JOB.to_owned(),
-            },
-        );
-        spec.timeout = Some(SignedDuration::from_mins(1));
-        spec.overlap = OverlapPolicy::Skip;
-        spec.retry = RetryPolicy {
-            max_attempts: MAX_ATTEMPTS,
-            initial_delay: SignedDuration::from_millis(10),
-            multiplier: 2.0,
-            max_delay: SignedDuration::from_millis(100),
-            jitter: 0.0,
-        };
-        scheduler.upsert_job(spec).await.unwrap();
-        Running {
-            scheduler,
-            store,
-            events,
-        }
-    }
-
-    /// The next run of the job to finish (30 s of real time is a safety net, not a wait).
-    async fn finished(&mut self) -> Run {
-        loop {
-            let event = tokio::time::timeout(Duration::from_secs(30), self.events.recv())
-                .await
-                .expect("a run finished within 30 s")
-                .unwrap();
-            if let SchedulerEvent::RunFinished(run) = event {
-                if run.job.as_str() == JOB {
-                    return run;
-                }
-            }
-        }
-    }
-
-    /// Triggers the job and follows it through its retries, to the first attempt that
-    /// succeeds or the last one allowed; returns every attempt.
-    async fn trigger_to_the_end(&mut self) -> Vec<Run> {
-        self.scheduler
-            .trigger(&JobName::new(JOB).unwrap())
-            .await
-            .unwrap();
-        let mut attempts = Vec::new();
-        loop {
-            let run = self.finished().await;
-            let last = run.status == RunStatus::Succeeded || run.attempt >= MAX_ATTEMPTS;
-            attempts.push(run);
-            if last {
-                return attempts;
-            }
-        }
-    }
-
-    /// Stops the scheduler; returns every run of the job it recorded, oldest first.
-    async fn stop(self) -> Vec<Run> {
-        self.scheduler.stop().await;
-        let filter = RunFilter {
-            job: Some(JobName::new(JOB).unwrap()),
-            ..RunFilter::default()
-        };
-        let mut runs = self.store.list_runs(&filter).await.unwrap();
-        runs.sort_by_key(|run| run.id);
-        runs
-    }
+/// Stops the scheduler; returns every run of the job it recorded, oldest first.
+async fn stop(running: Running) -> Vec<Run> {
+    running.scheduler.stop().await;
+    running.runs(JOB).await
 }
 
 // ---- the tests ----
@@ -349,9 +285,9 @@ async fn seed_auth_status_sync_updates_every_linked_user_in_batches_after_a_retr
         ..OrgService::default()
     };
     let org_url = serve(org.clone()).await;
-    let mut running = Running::start(db.pool.clone(), org_url).await;
+    let mut running = start(db.pool.clone(), org_url).await;
 
-    let attempts = running.trigger_to_the_end().await;
+    let attempts = running.trigger_to_the_end(JOB, MAX_ATTEMPTS).await;
     let summary: Vec<_> = attempts
         .iter()
         .map(|r| (r.attempt, r.trigger, r.status))
@@ -473,7 +409,7 @@ async fn seed_auth_status_sync_updates_every_linked_user_in_batches_after_a_retr
     assert_eq!(synced, 7);
 
     // Run again, nothing changes: the sync converges and can always be run once more.
-    let attempts = running.trigger_to_the_end().await;
+    let attempts = running.trigger_to_the_end(JOB, MAX_ATTEMPTS).await;
     assert_eq!(attempts.len(), 1, "{attempts:#?}");
     assert_eq!(attempts[0].status, RunStatus::Succeeded);
     assert_eq!(
@@ -485,7 +421,7 @@ async fn seed_auth_status_sync_updates_every_linked_user_in_batches_after_a_retr
     );
     assert_eq!(db.audit().await, trail);
 
-    assert_eq!(running.stop().await.len(), 3);
+    assert_eq!(stop(running).await.len(), 3);
     db.drop().await;
 }
 
@@ -502,14 +438,14 @@ async fn seed_auth_status_sync_keeps_committed_batches_and_does_not_retry_a_refu
         ..OrgService::default()
     };
     let org_url = serve(org.clone()).await;
-    let mut running = Running::start(db.pool.clone(), org_url).await;
+    let mut running = start(db.pool.clone(), org_url).await;
 
     running
         .scheduler
         .trigger(&JobName::new(JOB).unwrap())
         .await
         .unwrap();
-    let run = running.finished().await;
+    let run = running.finished(JOB).await;
     assert_eq!(
         (run.attempt, run.status),
         (1, RunStatus::Failed),
@@ -525,7 +461,7 @@ async fn seed_auth_status_sync_keeps_committed_batches_and_does_not_retry_a_refu
         )
     );
     // The fatal error was not retried: the scheduler recorded that one attempt only.
-    let runs = running.stop().await;
+    let runs = stop(running).await;
     assert_eq!(runs.len(), 1, "{runs:#?}");
     assert_eq!(org.calls.load(Ordering::SeqCst), 2);
 
