@@ -8,7 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cronwarden::model::{JobName, Run, RunStatus, Trigger};
-use cronwarden::store::{PostgresStore, RunFilter, SqliteStore, Store};
+use cronwarden::store::RunFilter;
+use cronwarden_daemon::store::AnyStore;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -51,21 +52,26 @@ fn signal_and_wait(child: &mut Child, signal: Signal) -> Option<i32> {
     }
 }
 
+/// `job`'s runs in the daemon's SQLite file in `dir`, oldest first.
 fn runs(dir: &Path, job: &str) -> Vec<Run> {
+    stored_runs(dir.join("state.db").to_str().unwrap(), job)
+}
+
+/// `job`'s runs in the store `database` names (a SQLite file or a PostgreSQL URL), oldest
+/// first.
+fn stored_runs(database: &str, job: &str) -> Vec<Run> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        let store = SqliteStore::open(dir.join("state.db").to_str().unwrap())
-            .await
-            .unwrap();
+        let store = AnyStore::open(database).await.unwrap();
         let filter = RunFilter {
             job: Some(JobName::new(job).unwrap()),
             limit: Some(10_000),
             ..RunFilter::default()
         };
-        let mut runs = store.list_runs(&filter).await.unwrap();
+        let mut runs = store.shared().list_runs(&filter).await.unwrap();
         store.close().await;
         runs.reverse();
         runs
@@ -563,26 +569,6 @@ fn with_password(url: &str) -> (String, String) {
     }
 }
 
-/// `job`'s runs in the PostgreSQL database at `url`, oldest first.
-fn pg_runs(url: &str, job: &str) -> Vec<Run> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let store = PostgresStore::connect(url).await.unwrap();
-        let filter = RunFilter {
-            job: Some(JobName::new(job).unwrap()),
-            limit: Some(10_000),
-            ..RunFilter::default()
-        };
-        let mut runs = store.list_runs(&filter).await.unwrap();
-        store.close().await;
-        runs.reverse();
-        runs
-    })
-}
-
 #[test]
 fn serve_runs_jobs_on_postgres_and_the_cli_reads_them_there() {
     let Some(db) = PgDatabase::create() else {
@@ -620,7 +606,7 @@ action = { type = "command", argv = ["sh", "-c", "echo tick $CRONWARDEN_SCHEDULE
         .spawn()
         .unwrap();
     wait_for(Duration::from_secs(30), "three runs in PostgreSQL", || {
-        pg_runs(&db.url, "tick")
+        stored_runs(&db.url, "tick")
             .iter()
             .filter(|r| r.status == RunStatus::Succeeded)
             .count()
@@ -640,7 +626,7 @@ action = { type = "command", argv = ["sh", "-c", "echo tick $CRONWARDEN_SCHEDULE
     let out = cli_with_env(&dir, &["runs", "list", "--job", "tick", "--json"], &env);
     assert!(out.status.success(), "{out:?}");
     let listed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
-    let in_store = pg_runs(&db.url, "tick");
+    let in_store = stored_runs(&db.url, "tick");
     assert!(listed.len() >= 3, "{listed:#?}");
     assert!(listed.iter().all(|r| r["job"] == "tick"), "{listed:#?}");
     assert!(
@@ -654,7 +640,7 @@ action = { type = "command", argv = ["sh", "-c", "echo tick $CRONWARDEN_SCHEDULE
     assert!(String::from_utf8_lossy(&out.stdout).contains("succeeded"));
 
     assert_eq!(signal_and_wait(&mut daemon, Signal::SIGTERM), Some(0));
-    let runs = pg_runs(&db.url, "tick");
+    let runs = stored_runs(&db.url, "tick");
     assert!(runs.len() >= 3, "{runs:#?}");
     assert!(
         runs.iter().all(|r| r.status == RunStatus::Succeeded

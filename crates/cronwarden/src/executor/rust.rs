@@ -88,8 +88,8 @@ impl Executor for RustJobs {
 /// Runs `job`, turning its result (or its panic) into an outcome.
 ///
 /// A panicking job must not take the scheduler with it: its panic is caught and recorded as a
-/// failure. The job runs on the run's own task, not a task of its own, so it starts the moment
-/// its run does. (A job cancelled by a timeout or a stop learns it from its context's token;
+/// failure. The job has no task of its own: it is first polled where its run is released and
+/// then on the run's task, so it starts the moment its run does. (A job cancelled by a timeout or a stop learns it from its context's token;
 /// the scheduler drops one that does not return after a grace period.)
 pub(super) async fn run(job: Arc<dyn RustJob>, ctx: RunContext) -> Outcome {
     let ended = std::panic::AssertUnwindSafe(job.run(ctx))

@@ -42,19 +42,8 @@ impl Inner {
     /// Carries out an admission decision on a task of its own: executes the run, or records
     /// it skipped.
     pub(super) fn start_admitted(self: &Arc<Self>, admission: Admission, run: Run) {
-        match admission {
-            Admission::Start(token, spec) => {
-                self.tasks.spawn(self.clone().execute(spec, run, token));
-            }
-            Admission::Wait => {}
-            Admission::Skip(reason) => {
-                let inner = self.clone();
-                self.tasks.spawn(async move {
-                    inner
-                        .finish(run, RunStatus::Skipped, None, Some(reason), None)
-                        .await;
-                });
-            }
+        if !matches!(admission, Admission::Wait) {
+            self.tasks.spawn(self.clone().admitted(admission, run));
         }
     }
 
