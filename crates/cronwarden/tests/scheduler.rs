@@ -1,4 +1,5 @@
-//! The scheduler's policies, driven by a test clock: no test waits for wall-clock time to pass.
+//! The scheduler's policies, driven by a test clock: no test waits for wall-clock time to pass
+//! (one gives the recorder a bounded window to do what it must not, and says why).
 //!
 //! Jobs are in-process Rust jobs whose runs the test controls (a gate that holds a run until the
 //! test opens it, outcomes scripted per attempt), or real commands where processes matter.
@@ -877,6 +878,8 @@ struct Outage {
     listings: std::sync::atomic::AtomicU32,
     /// If set, each write of results waits for a permit first.
     hold_finishes: Option<Arc<Semaphore>>,
+    /// Writes of run starts and results so far.
+    run_writes: std::sync::atomic::AtomicUsize,
 }
 
 impl Outage {
@@ -888,6 +891,7 @@ impl Outage {
             holding: false.into(),
             listings: 0.into(),
             hold_finishes: None,
+            run_writes: 0.into(),
         }
     }
 }
@@ -971,6 +975,8 @@ impl Store for Outage {
         &self,
         starts: &[cronwarden::store::StartRun],
     ) -> Result<Vec<bool>, cronwarden::store::StoreError> {
+        self.run_writes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.store.start_runs(starts).await
     }
     async fn finish_runs(
@@ -980,6 +986,8 @@ impl Store for Outage {
         if let Some(gate) = &self.hold_finishes {
             gate.acquire().await.unwrap().forget();
         }
+        self.run_writes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.store.finish_runs(finishes).await
     }
     async fn request_run(
@@ -1227,6 +1235,81 @@ async fn a_job_waiting_after_its_first_poll_finishes_on_its_own_task() {
     h.stop_letting_time_pass().await;
 }
 
+/// A job that panics in `run` itself, before it returns its future (a hand-written
+/// [`RustJob`], not an `async fn`).
+struct PanicsBeforeItsFuture;
+
+impl cronwarden::executor::RustJob for PanicsBeforeItsFuture {
+    fn run<'job, 'future>(
+        &'job self,
+        _ctx: cronwarden::executor::RunContext,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<String, JobError>> + Send + 'future>,
+    >
+    where
+        'job: 'future,
+        Self: 'future,
+    {
+        panic!("no future for you")
+    }
+}
+
+/// At a busy instant, a job that panics before its future exists fails its own run; the
+/// runs begun beside it (in its slice of the instant and the others) carry on.
+#[tokio::test]
+async fn a_job_panicking_before_its_future_fails_its_own_run_only() {
+    const STEADY: usize = 300; // more than one slice of an instant
+    let mut jobs: Vec<JobSpec> = (0..STEADY)
+        .map(|i| {
+            let mut job = rust_job(&format!("steady-{i:03}"), Some("* * * * *"));
+            job.action = Action::Rust {
+                handler: "steady".into(),
+            };
+            job
+        })
+        .collect();
+    jobs.push(rust_job("explodes", Some("* * * * *")));
+    let rust = RustJobs::new()
+        .register("explodes", PanicsBeforeItsFuture)
+        .register("steady", |_ctx| async { Ok::<_, JobError>("fine".into()) });
+    let config = SchedulerConfig {
+        max_concurrent_runs: 1_000,
+        ..SchedulerConfig::default()
+    };
+    let mut h = Harness::with(
+        jobs,
+        rust,
+        config,
+        Arc::new(temp_store().await),
+        TestClock::new(ts(T0)),
+    )
+    .await;
+    h.advance(secs(60)).await;
+    let mut failed = Vec::new();
+    for _ in 0..=STEADY {
+        let run = h.finished().await;
+        match run.status {
+            RunStatus::Succeeded => assert_eq!(run.output.as_deref(), Some("fine")),
+            _ => failed.push(run),
+        }
+    }
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(
+        (failed[0].job.as_str(), failed[0].status),
+        ("explodes", RunStatus::Failed)
+    );
+    assert!(
+        failed[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("panicked: no future for you"),
+        "{:?}",
+        failed[0].error
+    );
+    h.stop_letting_time_pass().await;
+}
+
 #[tokio::test]
 async fn a_panicking_job_fails_its_own_run_only() {
     let rust = RustJobs::new()
@@ -1451,6 +1534,95 @@ async fn started_only(events: &mut broadcast::Receiver<SchedulerEvent>) -> Run {
             _ => {}
         }
     }
+}
+
+/// While the runs of a busy instant are starting, nothing is written to the store: SQLite
+/// writes on a thread of its own, which on two cores takes the core the runs start on. Here
+/// one job stalls its thread in its first poll (as a job that computes before its first await
+/// does) until every other run has begun, and then for 50 ms more, while the start records of
+/// those runs are waiting in the recorder. Unheld, the recorder writes them 3 ms after the last
+/// one came; the 50 ms are the window it is given to do so. (A wait on the wall clock, but one
+/// that can only make the test pass wrongly on a starved machine, never fail wrongly.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_written_while_the_runs_of_an_instant_are_starting() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    const QUICK: usize = 300; // more than one slice of an instant
+    let store = Arc::new(Outage::new(false).await);
+    let begun = Arc::new(AtomicUsize::new(0));
+    let writes_seen = Arc::new(AtomicUsize::new(usize::MAX));
+    let rust = RustJobs::new()
+        .register("quick", {
+            let begun = begun.clone();
+            move |_ctx| {
+                begun.fetch_add(1, Ordering::SeqCst);
+                async { Ok::<_, JobError>(String::new()) }
+            }
+        })
+        .register("stalls", {
+            let (begun, store, writes_seen) = (begun.clone(), store.clone(), writes_seen.clone());
+            move |_ctx| {
+                let (begun, store, writes_seen) =
+                    (begun.clone(), store.clone(), writes_seen.clone());
+                async move {
+                    let give_up = std::time::Instant::now() + Duration::from_secs(10);
+                    while begun.load(Ordering::SeqCst) < QUICK
+                        && std::time::Instant::now() < give_up
+                    {
+                        std::thread::yield_now();
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                    writes_seen.store(store.run_writes.load(Ordering::SeqCst), Ordering::SeqCst);
+                    Ok::<_, JobError>(String::new())
+                }
+            }
+        });
+    let mut jobs: Vec<JobSpec> = (0..QUICK)
+        .map(|i| {
+            let mut job = rust_job(&format!("quick-{i:03}"), Some("* * * * *"));
+            job.action = Action::Rust {
+                handler: "quick".into(),
+            };
+            job
+        })
+        .collect();
+    // Last in name order: claimed last, so in the instant's last slice.
+    jobs.push(rust_job("stalls", Some("* * * * *")));
+    let clock = TestClock::new(ts(T0));
+    for job in &jobs {
+        store.upsert_job(job, clock.now()).await.unwrap();
+    }
+    let config = SchedulerConfig {
+        max_concurrent_runs: 1_000,
+        ..SchedulerConfig::default()
+    };
+    let scheduler = Scheduler::new(
+        store.clone(),
+        Arc::new(clock.clone()),
+        Executors::new(rust),
+        config,
+    );
+    let mut events = scheduler.subscribe();
+    scheduler.start();
+    eventually(|| async { clock.sleepers() > 0 }).await;
+    clock.advance(secs(60));
+    let mut succeeded = 0;
+    while succeeded < QUICK + 1 {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await
+            .expect("an event within 10 s")
+            .unwrap();
+        if let SchedulerEvent::RunFinished(run) = event {
+            assert_eq!(run.status, RunStatus::Succeeded, "{run:?}");
+            succeeded += 1;
+        }
+    }
+    assert_eq!(begun.load(Ordering::SeqCst), QUICK);
+    assert_eq!(
+        writes_seen.load(Ordering::SeqCst),
+        0,
+        "run records were written while a run of the instant was still starting"
+    );
+    scheduler.stop().await;
 }
 
 /// A run whose action has ended is no longer going, even while the store is slow to take its

@@ -92,7 +92,8 @@ impl Executor for RustJobs {
 /// then on the run's task, so it starts the moment its run does. (A job cancelled by a timeout or a stop learns it from its context's token;
 /// the scheduler drops one that does not return after a grace period.)
 pub(super) async fn run(job: Arc<dyn RustJob>, ctx: RunContext) -> Outcome {
-    let ended = std::panic::AssertUnwindSafe(job.run(ctx))
+    // `run` itself is called inside: a job may panic before it returns its future, too.
+    let ended = std::panic::AssertUnwindSafe(async move { job.run(ctx).await })
         .catch_unwind()
         .await;
     match ended {

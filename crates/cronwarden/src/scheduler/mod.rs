@@ -19,7 +19,7 @@ mod cluster;
 mod recorder;
 mod runner;
 
-use self::runner::{Admission, Release};
+use self::runner::{Admission, Release, StartBatch};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -184,12 +184,35 @@ impl Plan {
     }
 }
 
+/// A slice's share of the count of an instant's slices still starting their runs. A slice
+/// gives it up when its runs have begun, or if it fails: a slice that waits for the others
+/// never waits for one that will not come.
+struct Starting(Arc<tokio::sync::watch::Sender<usize>>);
+
+impl Starting {
+    /// Gives up this share, then waits until every slice of the instant has given up its own.
+    async fn done(self) {
+        let mut left = self.0.subscribe();
+        drop(self);
+        let _ = left.wait_for(|left| *left == 0).await;
+    }
+}
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        self.0.send_modify(|left| *left -= 1);
+    }
+}
+
 /// A run claimed for an instant, and the way to start its task (spawned at the claim).
 struct Ticket {
     run: Run,
     claimed_under: Arc<JobSpec>,
     /// The token the run gets if it starts, made ahead.
     token: Option<CancellationToken>,
+    /// Its action's execution, made ahead from `claimed_under` (for a run that begins where
+    /// it is released).
+    prepared: Option<crate::executor::Execution>,
     start: tokio::sync::oneshot::Sender<Release>,
 }
 
@@ -1151,10 +1174,13 @@ impl Inner {
             if slices.last().is_none_or(|slice| slice.len() == START_SLICE) {
                 slices.push(Vec::with_capacity(START_SLICE));
             }
+            let token = CancellationToken::new();
+            let prepared = self.prepare(&claimed_under, &run, &token);
             slices.last_mut().unwrap().push(Ticket {
                 run,
                 claimed_under,
-                token: Some(CancellationToken::new()),
+                token: Some(token),
+                prepared,
                 start,
             });
         }
@@ -1180,11 +1206,21 @@ impl Inner {
             }
             return;
         }
+        // No run's task is woken until every run of the instant has begun: woken earlier,
+        // they would take the cores (and the job table's lock) from the runs still to start.
+        let starting = Arc::new(tokio::sync::watch::Sender::new(slices.len()));
+        // Nor is anything written to the store meanwhile; the last slice lets the recorder go.
+        let hold = self
+            .recorder
+            .get()
+            .map(|recorder| Arc::new(recorder.hold()));
         for mut slice in slices {
-            let inner = self.clone();
+            let (inner, hold) = (self.clone(), hold.clone());
+            let starting = Starting(starting.clone());
             self.tasks.spawn(async move {
-                // Decided under the lock, sent after it: the other workers' slices wait for
-                // the lock only as long as the decisions take.
+                let _hold = hold;
+                // Decided under the lock, carried out after it: the other workers' slices wait
+                // for the lock only as long as the decisions take.
                 let admissions: Vec<Admission> = {
                     let mut jobs = inner.jobs.lock().unwrap();
                     slice
@@ -1195,37 +1231,24 @@ impl Inner {
                         })
                         .collect()
                 };
-                let send = |start: tokio::sync::oneshot::Sender<Release>, release| {
-                    if let Err(release) = start.send(release) {
-                        // Its task is gone (the runtime is shutting down): carry it out anew.
-                        inner.tasks.spawn(inner.clone().released(release));
-                    }
-                };
-                let mut starts = Vec::with_capacity(slice.len());
-                let mut going = Vec::with_capacity(slice.len());
-                let mut finished = Vec::new();
+                let mut batch = StartBatch::with_capacity(slice.len());
+                let mut releases = Vec::with_capacity(slice.len());
                 for (admission, ticket) in admissions.into_iter().zip(slice) {
                     // A run that waits for the one before it is started by that one's end.
                     if matches!(admission, Admission::Wait) {
                         continue;
                     }
-                    match inner.release_admitted(admission, ticket.run, &mut starts) {
-                        release if release.finished() => finished.push((ticket.start, release)),
-                        release => going.push((ticket.start, release)),
-                    }
+                    let prepared = ticket.prepared.map(|p| (ticket.claimed_under, p));
+                    let release =
+                        inner.release_admitted(admission, ticket.run, &mut batch, prepared);
+                    releases.push((ticket.start, release));
                 }
-                // The starts are queued before any result can be: a start written after its
-                // run's result would be refused (and logged as a taken-over run).
-                inner.record_starts(starts);
-                for (start, release) in going {
-                    send(start, release);
-                }
-                if !finished.is_empty() {
-                    // Runs that finished in their first poll are recorded once the instant's
-                    // other runs have started (a yielding task waits until its worker is idle).
-                    tokio::task::yield_now().await;
-                    for (start, release) in finished {
-                        send(start, release);
+                batch.send(&inner);
+                starting.done().await;
+                for (start, release) in releases {
+                    if let Err(release) = start.send(release) {
+                        // Its task is gone (the runtime is shutting down): carry it out anew.
+                        inner.tasks.spawn(inner.clone().released(release));
                     }
                 }
             });

@@ -13,7 +13,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -29,10 +29,31 @@ enum Record {
     Finish(FinishRun, oneshot::Sender<Result<bool, StoreError>>),
 }
 
+impl Record {
+    /// How many runs it records.
+    fn runs(&self) -> usize {
+        match self {
+            Record::Starts(starts) => starts.len(),
+            Record::Start(_) | Record::Finish(..) => 1,
+        }
+    }
+}
+
 /// The handle runs use to send records.
 #[derive(Clone)]
 pub(super) struct Recorder {
     records: mpsc::UnboundedSender<Record>,
+    /// How many holds are on (see [`Recorder::hold`]).
+    holds: Arc<watch::Sender<usize>>,
+}
+
+/// While a hold is on, the recorder writes nothing (see [`Recorder::hold`]).
+pub(super) struct Hold(Arc<watch::Sender<usize>>);
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.0.send_modify(|holds| *holds -= 1);
+    }
 }
 
 /// The recorder's task: write until stopped, then write what is left.
@@ -46,6 +67,8 @@ pub(super) fn spawn(
     stopping: CancellationToken,
 ) -> (Recorder, JoinHandle<()>) {
     let (records, mut inbox) = mpsc::unbounded_channel();
+    let holds = Arc::new(watch::Sender::new(0));
+    let mut held = holds.subscribe();
     let task = tokio::spawn(async move {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         loop {
@@ -74,18 +97,19 @@ pub(super) fn spawn(
                     Err(_) => break,
                 }
             }
-            if batch.len() >= BUSY_BATCH {
+            if batch.iter().map(Record::runs).sum::<usize>() >= BUSY_BATCH {
                 gather(&mut inbox, &mut batch, &stop).await;
             }
+            // Not while runs are being started (at most `HOLD_LIMIT`).
+            let _ = tokio::time::timeout(HOLD_LIMIT, held.wait_for(|holds| *holds == 0)).await;
             write(&*store, &mut batch, &stopping).await;
         }
     });
-    (Recorder { records }, task)
+    (Recorder { records, holds }, task)
 }
 
-/// At a busy instant (a batch this large), the recorder gathers records until they stop
-/// coming: SQLite writes on a thread of its own, and writing while thousands of runs start
-/// takes a core from them (on two cores, for several milliseconds at a time). Gathering also
+/// At a busy instant (a batch of this many runs), the recorder gathers records until they stop
+/// coming, so that thousands of results make a few transactions, not hundreds. Gathering also
 /// drops the start records of runs whose results arrive meanwhile.
 const BUSY_BATCH: usize = 256;
 
@@ -95,6 +119,10 @@ const BUSY_QUIET: std::time::Duration = std::time::Duration::from_millis(3);
 /// The longest a busy batch waits, however busy: results are acknowledged, and their runs
 /// wait for it.
 const BUSY_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The longest a hold delays a write: a hold is over within milliseconds, unless a job's
+/// first poll blocks its thread (a bug in the job), which must not stop the recording.
+const HOLD_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 async fn gather(
     inbox: &mut mpsc::UnboundedReceiver<Record>,
@@ -178,6 +206,14 @@ async fn write_batch(store: &dyn Store, batch: &mut Vec<Record>, stopping: &Canc
 }
 
 impl Recorder {
+    /// Holds off writing until the hold is dropped (for at most `HOLD_LIMIT` at a time):
+    /// SQLite writes on a thread of its own, and on two cores, a write while thousands of runs
+    /// start takes a core from them for milliseconds. Records are still taken meanwhile.
+    pub(super) fn hold(&self) -> Hold {
+        self.holds.send_modify(|holds| *holds += 1);
+        Hold(self.holds.clone())
+    }
+
     /// Queues a start record.
     pub(super) fn start(&self, start: StartRun) -> Result<(), StartRun> {
         self.records

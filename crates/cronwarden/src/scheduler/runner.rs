@@ -244,95 +244,104 @@ impl Inner {
                 return Ending::interrupted(self.interruption());
             }
         }
-        let begun = self.begin(spec, run, token, permit, None);
+        let begun = self.begin(spec, run, token, permit, None, None);
         self.drive(spec, run, token, begun).await
+    }
+
+    /// Whether `run` can begin where it is released (see [`Self::begin_here`]): a Rust job
+    /// with no jitter to wait for.
+    pub(super) fn begins_inline(spec: &JobSpec, run: &Run) -> bool {
+        matches!(spec.action, Action::Rust { .. })
+            && (spec.jitter.is_none() || run.trigger != Trigger::Schedule)
     }
 
     /// Begins `run` where it is released, if it can begin there and then: a Rust job with a
     /// permit free and no jitter to wait for. Its action is polled once here, so that it
     /// starts at once, before the run's task is woken (at a busy instant, thousands of task
     /// wake-ups cost more than the starts themselves). The run's task polls it from then on.
+    ///
+    /// `prepared` is the action's execution made ahead (at the claim) from `spec`, if it was.
     pub(super) fn begin_here(
         &self,
         spec: &Arc<JobSpec>,
         run: &mut Run,
         token: &CancellationToken,
-        starts: &mut Vec<StartRun>,
+        batch: &mut StartBatch,
+        prepared: Option<Execution>,
     ) -> Option<Begun> {
-        let inline = matches!(spec.action, Action::Rust { .. })
-            && (spec.jitter.is_none() || run.trigger != Trigger::Schedule)
-            && !token.is_cancelled();
-        if !inline {
+        if !Self::begins_inline(spec, run) || token.is_cancelled() {
             return None;
         }
-        let permit = self.permits.clone().try_acquire_owned().ok()?;
-        let mut begun = self.begin(spec, run, token, permit, Some(starts));
+        let permit = batch.permit(&self.permits)?;
+        let mut begun = self.begin(spec, run, token, permit, Some(batch), prepared);
         // No waker to give: the run's task polls the action again, with its own, whatever
         // happened meanwhile (a future must only wake the waker of its latest poll).
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        if let std::task::Poll::Ready(outcome) = begun.execution.as_mut().poll(&mut cx) {
-            begun.outcome = Some(outcome);
-            // Done executing: its slot under the global limit is free for the next run now,
-            // not once its task gets to record it.
-            begun.end_execution();
+        match begun.execution.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(outcome) => {
+                begun.outcome = Some(outcome);
+                // Done executing: its slot under the global limit goes to the next run begun
+                // here, not back to the semaphore once its task gets to record it.
+                if let Some(permit) = begun.permit.take() {
+                    batch.hand_back(permit);
+                }
+            }
+            std::task::Poll::Pending => batch.going += 1,
         }
         Some(begun)
     }
 
-    /// Marks `run` started, announces it and starts its action (not polled yet). Its start
-    /// record goes to `starts` if given (to be sent with others), else to the recorder.
+    /// Marks `run` started, announces it and starts its action (not polled yet; `prepared`
+    /// if it was made ahead). Its start record goes to `batch` if given (to be sent with
+    /// others), else to the recorder.
     fn begin(
         &self,
         spec: &Arc<JobSpec>,
         run: &mut Run,
         token: &CancellationToken,
         permit: OwnedSemaphorePermit,
-        starts: Option<&mut Vec<StartRun>>,
+        batch: Option<&mut StartBatch>,
+        prepared: Option<Execution>,
     ) -> Begun {
         // The start is recorded in the background: the action does not wait for the store. A
         // run taken over meanwhile (its node presumed dead) still cannot record its result:
         // that needs the current fencing token.
         let started_at = self.clock.now();
-        metrics::histogram!("cronwarden_run_lateness_seconds").record(
-            started_at
-                .duration_since(run.scheduled_at)
-                .as_secs_f64()
-                .max(0.0),
-        );
-        metrics::gauge!("cronwarden_runs_running").increment(1.0);
+        let lateness = started_at
+            .duration_since(run.scheduled_at)
+            .as_secs_f64()
+            .max(0.0);
         let start = StartRun {
             id: run.id,
             fencing_token: run.fencing_token,
             at: started_at,
         };
-        let unsent = match (starts, self.recorder.get()) {
-            (Some(starts), _) => {
-                starts.push(start);
+        let unsent = match batch {
+            Some(batch) => {
+                batch.lateness.record(lateness);
+                batch.starts.push(start);
                 None
             }
-            (None, Some(recorder)) => recorder.start(start).err(),
-            (None, None) => Some(start),
+            None => {
+                metrics::histogram!("cronwarden_run_lateness_seconds").record(lateness);
+                metrics::gauge!("cronwarden_runs_running").increment(1.0);
+                match self.recorder.get() {
+                    Some(recorder) => recorder.start(start).err(),
+                    None => Some(start),
+                }
+            }
         };
         run.status = RunStatus::Running;
         run.started_at = Some(started_at);
         if self.observed() {
             self.emit(SchedulerEvent::RunStarted(run.clone()));
         }
-        // The action watches the run's own token: cancelled by a stop, an operator, `overlap =
-        // replace`, or a timeout (the outcome is decided by then).
-        let ctx = RunContext {
-            run_id: run.id,
-            job: run.job.clone(),
-            scheduled_at: run.scheduled_at,
-            attempt: run.attempt,
-            trigger: run.trigger,
-            cancel: token.clone(),
-        };
+        let execution = prepared.unwrap_or_else(|| self.executors.start(spec, context(run, token)));
         Begun {
             permit: Some(permit),
             started_at,
             unsent,
-            execution: self.executors.start(spec, ctx),
+            execution,
             outcome: None,
         }
     }
@@ -543,11 +552,6 @@ pub(super) struct Begun {
 }
 
 impl Begun {
-    /// The action has stopped executing: frees its slot.
-    fn end_execution(&mut self) {
-        Begun::release_permit(self.permit.take());
-    }
-
     fn release_permit(permit: Option<OwnedSemaphorePermit>) {
         if let Some(permit) = permit {
             drop(permit);
@@ -569,13 +573,6 @@ pub(super) enum Release {
     },
 }
 
-impl Release {
-    /// Whether the run's action finished where it was released: only its record is left.
-    pub(super) fn finished(&self) -> bool {
-        matches!(self, Release::Begun { begun, .. } if begun.outcome.is_some())
-    }
-}
-
 impl Inner {
     /// Carries out a release on the run's own task.
     pub(super) async fn released(self: Arc<Self>, release: Release) {
@@ -591,29 +588,113 @@ impl Inner {
     }
 
     /// What to send to the task of a run admitted at its instant: the run begun here when it
-    /// can be, else the admission.
+    /// can be, else the admission. `prepared` is its execution made at the claim, from the
+    /// definition it was claimed under, if it was.
     ///
-    /// The start record of a run begun here goes to `starts`: the caller sends them together
-    /// ([`Self::record_starts`]), before it sends any release.
+    /// The start record of a run begun here goes to `batch`: the caller sends them together
+    /// ([`StartBatch::send`]), before it sends any release.
     pub(super) fn release_admitted(
         &self,
         admission: Admission,
         mut run: Run,
-        starts: &mut Vec<StartRun>,
+        batch: &mut StartBatch,
+        prepared: Option<(Arc<JobSpec>, Execution)>,
     ) -> Release {
         match admission {
-            Admission::Start(token, spec) => match self.begin_here(&spec, &mut run, &token, starts)
-            {
-                Some(begun) => Release::Begun {
-                    spec,
-                    run,
-                    token,
-                    begun,
-                },
-                None => Release::Admitted(Admission::Start(token, spec), run),
-            },
+            Admission::Start(token, spec) => {
+                // Made from the definition the job still has (the common case), or not used.
+                let prepared = prepared
+                    .filter(|(claimed_under, _)| Arc::ptr_eq(claimed_under, &spec))
+                    .map(|(_, execution)| execution);
+                match self.begin_here(&spec, &mut run, &token, batch, prepared) {
+                    Some(begun) => Release::Begun {
+                        spec,
+                        run,
+                        token,
+                        begun,
+                    },
+                    None => Release::Admitted(Admission::Start(token, spec), run),
+                }
+            }
             admission => Release::Admitted(admission, run),
         }
+    }
+
+    /// The execution of a claimed run, made ahead of its instant when the run will begin
+    /// where it is released: making it allocates, and at a busy instant thousands of
+    /// allocations (and the page faults of fresh memory) would come at the worst moment.
+    /// Nothing of the job runs until it is polled.
+    pub(super) fn prepare(
+        &self,
+        spec: &Arc<JobSpec>,
+        run: &Run,
+        token: &CancellationToken,
+    ) -> Option<Execution> {
+        Self::begins_inline(spec, run).then(|| self.executors.start(spec, context(run, token)))
+    }
+}
+
+/// What a run's action is given.
+fn context(run: &Run, token: &CancellationToken) -> RunContext {
+    // The action watches the run's own token: cancelled by a stop, an operator, `overlap =
+    // replace`, or a timeout (the outcome is decided by then).
+    RunContext {
+        run_id: run.id,
+        job: run.job.clone(),
+        scheduled_at: run.scheduled_at,
+        attempt: run.attempt,
+        trigger: run.trigger,
+        cancel: token.clone(),
+    }
+}
+
+/// What the runs begun together (a slice of a busy instant) share, so that each costs as
+/// little as it can: their start records, sent as one; the slots under the global limit that
+/// runs finishing in their first poll hand on to the next ones (instead of one semaphore
+/// round trip per run, which both cores contend for); the metrics, updated once.
+pub(super) struct StartBatch {
+    starts: Vec<StartRun>,
+    /// Slots taken from the semaphore and free again.
+    spare: Option<OwnedSemaphorePermit>,
+    lateness: metrics::Histogram,
+    /// Runs begun here still executing after their first poll.
+    going: usize,
+}
+
+impl StartBatch {
+    pub(super) fn with_capacity(capacity: usize) -> StartBatch {
+        StartBatch {
+            starts: Vec::with_capacity(capacity),
+            spare: None,
+            lateness: metrics::histogram!("cronwarden_run_lateness_seconds"),
+            going: 0,
+        }
+    }
+
+    /// A slot under the global limit, if one is free.
+    fn permit(&mut self, permits: &Arc<tokio::sync::Semaphore>) -> Option<OwnedSemaphorePermit> {
+        match &mut self.spare {
+            Some(spare) if spare.num_permits() > 1 => spare.split(1),
+            Some(_) => self.spare.take(),
+            None => permits.clone().try_acquire_owned().ok(),
+        }
+    }
+
+    fn hand_back(&mut self, permit: OwnedSemaphorePermit) {
+        match &mut self.spare {
+            Some(spare) => spare.merge(permit),
+            None => self.spare = Some(permit),
+        }
+    }
+
+    /// Frees the spare slots and sends the start records, as one record; before any of the
+    /// runs' releases (a start written after its run's result would be refused).
+    pub(super) fn send(self, inner: &Arc<Inner>) {
+        drop(self.spare);
+        if self.going > 0 {
+            metrics::gauge!("cronwarden_runs_running").increment(self.going as f64);
+        }
+        inner.record_starts(self.starts);
     }
 }
 
