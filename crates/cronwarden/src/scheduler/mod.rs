@@ -4,8 +4,9 @@
 //! job changes, or a stop is asked for), claims every fire due by then in one store transaction,
 //! and spawns each claimed run's task. At the instant, one timer releases all of its runs: they
 //! are admitted in slices, an in-process job is begun (polled once) right there, and each run's
-//! task takes it from there. Starts and results go to the store in batches through the
-//! [`recorder`], so no run waits for the store to begin. The next fire is always computed from
+//! task takes it from there once every run of the instant has begun. Starts and results go to
+//! the store in batches through the [`recorder`], so no run waits for the store to begin, and
+//! nothing is written while an instant's runs are starting. The next fire is always computed from
 //! the *scheduled* instant, never from "now", so a slow run or a slow loop never shifts a
 //! schedule; fires that are found late (the process was down or stalled) go through the job's
 //! misfire policy.
@@ -202,6 +203,36 @@ impl Drop for Starting {
     fn drop(&mut self) {
         self.0.send_modify(|left| *left -= 1);
     }
+}
+
+/// One slice of an instant's runs, with room made at the claim for what the instant makes of
+/// them: memory written for the first time costs a page fault, and at a busy instant
+/// thousands of them came at the worst moment.
+#[derive(Default)]
+struct Slice {
+    tickets: Vec<Ticket>,
+    admissions: Vec<Admission>,
+    releases: Vec<(tokio::sync::oneshot::Sender<Release>, Release)>,
+    starts: Vec<crate::store::StartRun>,
+}
+
+impl Slice {
+    /// Makes room for as many admissions, releases and starts as there are tickets, and
+    /// writes it, so that it is resident before the instant.
+    fn make_room(&mut self) {
+        let n = self.tickets.len();
+        self.admissions = written_room(n);
+        self.releases = written_room(n);
+        self.starts = written_room(n);
+    }
+}
+
+/// An empty vector with room for `n` items, that room written (with zeros) now.
+fn written_room<T>(n: usize) -> Vec<T> {
+    let mut room = Vec::with_capacity(n);
+    room.spare_capacity_mut()
+        .fill_with(std::mem::MaybeUninit::zeroed);
+    room
 }
 
 /// A run claimed for an instant, and the way to start its task (spawned at the claim).
@@ -1160,7 +1191,7 @@ impl Inner {
         // One timer per instant, not one per run: at a busy instant, thousands of timers firing
         // together cost more than the runs' own starts. Each run's task is spawned now, ahead
         // of its instant, so that the instant itself allocates (and faults in) no memory.
-        let mut instants: BTreeMap<Timestamp, Vec<Vec<Ticket>>> = BTreeMap::new();
+        let mut instants: BTreeMap<Timestamp, Vec<Slice>> = BTreeMap::new();
         for (run, claimed_under) in on_time_runs {
             let (start, released) = tokio::sync::oneshot::channel::<Release>();
             let inner = self.clone();
@@ -1171,18 +1202,24 @@ impl Inner {
                 }
             });
             let slices = instants.entry(run.scheduled_at).or_default();
-            if slices.last().is_none_or(|slice| slice.len() == START_SLICE) {
-                slices.push(Vec::with_capacity(START_SLICE));
+            if slices
+                .last()
+                .is_none_or(|slice| slice.tickets.len() == START_SLICE)
+            {
+                slices.push(Slice::default());
             }
             let token = CancellationToken::new();
             let prepared = self.prepare(&claimed_under, &run, &token);
-            slices.last_mut().unwrap().push(Ticket {
+            slices.last_mut().unwrap().tickets.push(Ticket {
                 run,
                 claimed_under,
                 token: Some(token),
                 prepared,
                 start,
             });
+        }
+        for slice in instants.values_mut().flatten() {
+            slice.make_room();
         }
         for (at, slices) in instants {
             self.tasks
@@ -1197,10 +1234,10 @@ impl Inner {
     /// The runs come in slices, each admitted under one lock from a task of its own: every
     /// worker thread starts runs, and the first start waits for one slice's admission, not
     /// the whole instant's.
-    async fn release_instant(self: Arc<Self>, at: Timestamp, slices: Vec<Vec<Ticket>>, epoch: u64) {
+    async fn release_instant(self: Arc<Self>, at: Timestamp, slices: Vec<Slice>, epoch: u64) {
         self.clock.sleep_until(at).await;
         if let Some((status, reason)) = self.release_refused(epoch) {
-            for ticket in slices.into_iter().flatten() {
+            for ticket in slices.into_iter().flat_map(|slice| slice.tickets) {
                 self.finish(ticket.run, status, None, Some(reason.to_owned()), None)
                     .await;
             }
@@ -1214,26 +1251,28 @@ impl Inner {
             .recorder
             .get()
             .map(|recorder| Arc::new(recorder.hold()));
-        for mut slice in slices {
+        for slice in slices {
             let (inner, hold) = (self.clone(), hold.clone());
             let starting = Starting(starting.clone());
             self.tasks.spawn(async move {
                 let _hold = hold;
                 // Decided under the lock, carried out after it: the other workers' slices wait
                 // for the lock only as long as the decisions take.
-                let admissions: Vec<Admission> = {
-                    let mut jobs = inner.jobs.lock().unwrap();
-                    slice
-                        .iter_mut()
-                        .map(|t| {
-                            let token = t.token.take().unwrap_or_default();
-                            inner.admit_released(&mut jobs, &t.run, &t.claimed_under, token)
-                        })
-                        .collect()
-                };
-                let mut batch = StartBatch::with_capacity(slice.len());
-                let mut releases = Vec::with_capacity(slice.len());
-                for (admission, ticket) in admissions.into_iter().zip(slice) {
+                let Slice {
+                    mut tickets,
+                    mut admissions,
+                    mut releases,
+                    starts,
+                } = slice;
+                {
+                    let mut jobs = inner.lock_jobs_spinning();
+                    admissions.extend(tickets.iter_mut().map(|t| {
+                        let token = t.token.take().unwrap_or_default();
+                        inner.admit_released(&mut jobs, &t.run, &t.claimed_under, token)
+                    }));
+                }
+                let mut batch = StartBatch::new(starts);
+                for (admission, ticket) in admissions.into_iter().zip(tickets) {
                     // A run that waits for the one before it is started by that one's end.
                     if matches!(admission, Admission::Wait) {
                         continue;
@@ -1252,6 +1291,24 @@ impl Inner {
                     }
                 }
             });
+        }
+    }
+
+    /// The job table, for a slice of a busy instant: the other worker holds it at most for
+    /// another slice's admissions (tens of microseconds), so this waits spinning. Put to sleep
+    /// instead, this thread would be woken on the core of the thread that woke it, and wait
+    /// there for that thread's time slice to end (4 ms) while the other core idled.
+    fn lock_jobs_spinning(&self) -> std::sync::MutexGuard<'_, HashMap<JobName, JobState>> {
+        let give_up = std::time::Instant::now() + std::time::Duration::from_millis(1);
+        loop {
+            match self.jobs.try_lock() {
+                Ok(jobs) => return jobs,
+                Err(std::sync::TryLockError::WouldBlock) if std::time::Instant::now() < give_up => {
+                    std::hint::spin_loop();
+                }
+                // Held longer (its holder was preempted), or poisoned: wait as usual.
+                Err(_) => return self.jobs.lock().unwrap(),
+            }
         }
     }
 

@@ -662,9 +662,10 @@ pub(super) struct StartBatch {
 }
 
 impl StartBatch {
-    pub(super) fn with_capacity(capacity: usize) -> StartBatch {
+    /// A batch whose start records go to `starts` (empty, with room made ahead).
+    pub(super) fn new(starts: Vec<StartRun>) -> StartBatch {
         StartBatch {
-            starts: Vec::with_capacity(capacity),
+            starts,
             spare: None,
             lateness: metrics::histogram!("cronwarden_run_lateness_seconds"),
             going: 0,
