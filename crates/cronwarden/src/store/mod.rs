@@ -11,6 +11,8 @@
 
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod rows;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
@@ -453,34 +455,4 @@ pub trait Store: Send + Sync + 'static {
 
     /// Gives the lease `name` up, if `holder` holds it.
     async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError>;
-}
-
-/// The run a successful claim created: `queued`, on the claiming node.
-pub(crate) fn claimed_run(claim: &ClaimFire<'_>, id: RunId, fencing_token: i64) -> Run {
-    Run {
-        id,
-        job: claim.job.clone(),
-        // As stored: to the microsecond.
-        scheduled_at: Timestamp::from_microsecond(claim.scheduled_at.as_microsecond())
-            .unwrap_or(claim.scheduled_at),
-        trigger: claim.trigger,
-        attempt: claim.attempt,
-        status: RunStatus::Queued,
-        node: claim.node.to_owned(),
-        fencing_token,
-        started_at: None,
-        finished_at: None,
-        exit_code: None,
-        error: None,
-        output: None,
-    }
-}
-
-/// Percentile `p` (0-100) of sorted durations, nearest-rank.
-pub(crate) fn percentile(sorted: &[SignedDuration], p: u32) -> Option<SignedDuration> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = (u64::from(p) * sorted.len() as u64).div_ceil(100).max(1) as usize;
-    Some(sorted[rank.min(sorted.len()) - 1])
 }

@@ -10,11 +10,15 @@ use jiff::Timestamp;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Row, SqlitePool};
+use sqlx::SqlitePool;
 
+use super::rows::{
+    self, audit_from_row, claim_from_row, claimed_run, fencing_token, job_from_row, micros,
+    opt_instant, request_from_row, run_from_row, summary_from_row, token_from_row,
+};
 use super::{
-    claimed_run, percentile, ClaimFire, FinishRun, JobFilter, JobRecord, JobStats, JobSummary,
-    NewAudit, NewRun, RunFilter, RunRequest, StartRun, Store, StoreError,
+    ClaimFire, FinishRun, JobFilter, JobRecord, JobStats, JobSummary, NewAudit, NewRun, RunFilter,
+    RunRequest, StartRun, Store, StoreError,
 };
 use crate::model::{ApiToken, AuditEntry, JobName, JobSpec, Role, Run, RunId, RunStatus, Trigger};
 
@@ -137,83 +141,6 @@ fn db(e: sqlx::Error) -> StoreError {
     StoreError::Database(e.to_string())
 }
 
-fn micros(t: Timestamp) -> i64 {
-    t.as_microsecond()
-}
-
-fn instant(us: i64) -> Result<Timestamp, StoreError> {
-    Timestamp::from_microsecond(us).map_err(|e| StoreError::Corrupt(format!("instant {us}: {e}")))
-}
-
-fn opt_instant(us: Option<i64>) -> Result<Option<Timestamp>, StoreError> {
-    us.map(instant).transpose()
-}
-
-fn run_from_row(row: &SqliteRow) -> Result<Run, StoreError> {
-    let get_err = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
-    let job: String = row.try_get("job").map_err(get_err)?;
-    let trigger: String = row.try_get("trigger").map_err(get_err)?;
-    let status: String = row.try_get("status").map_err(get_err)?;
-    Ok(Run {
-        id: RunId(row.try_get("id").map_err(get_err)?),
-        job: JobName::new(job).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        scheduled_at: instant(row.try_get("scheduled_at").map_err(get_err)?)?,
-        trigger: Trigger::from_str(&trigger).map_err(StoreError::Corrupt)?,
-        attempt: row.try_get::<i64, _>("attempt").map_err(get_err)? as u32,
-        status: RunStatus::from_str(&status).map_err(StoreError::Corrupt)?,
-        node: row.try_get("node").map_err(get_err)?,
-        fencing_token: row.try_get("fencing_token").map_err(get_err)?,
-        started_at: opt_instant(row.try_get("started_at").map_err(get_err)?)?,
-        finished_at: opt_instant(row.try_get("finished_at").map_err(get_err)?)?,
-        exit_code: row.try_get("exit_code").map_err(get_err)?,
-        error: row.try_get("error").map_err(get_err)?,
-        output: row.try_get("output").map_err(get_err)?,
-    })
-}
-
-fn job_from_row(row: &SqliteRow) -> Result<JobRecord, StoreError> {
-    let get_err = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
-    let spec: String = row.try_get("spec").map_err(get_err)?;
-    Ok(JobRecord {
-        spec: serde_json::from_str(&spec)
-            .map_err(|e| StoreError::Corrupt(format!("job spec: {e}")))?,
-        version: row.try_get("version").map_err(get_err)?,
-        created_at: instant(row.try_get("created_at").map_err(get_err)?)?,
-        updated_at: instant(row.try_get("updated_at").map_err(get_err)?)?,
-        paused: row.try_get("paused").map_err(get_err)?,
-        last_fire: opt_instant(row.try_get("last_fire_at").map_err(get_err)?)?,
-    })
-}
-
-fn token_from_row(row: &SqliteRow) -> Result<ApiToken, StoreError> {
-    let get_err = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
-    let role: String = row.try_get("role").map_err(get_err)?;
-    Ok(ApiToken {
-        id: row.try_get("id").map_err(get_err)?,
-        name: row.try_get("name").map_err(get_err)?,
-        role: Role::from_str(&role).map_err(StoreError::Corrupt)?,
-        created_at: instant(row.try_get("created_at").map_err(get_err)?)?,
-        revoked_at: opt_instant(row.try_get("revoked_at").map_err(get_err)?)?,
-    })
-}
-
-fn audit_from_row(row: &SqliteRow) -> Result<AuditEntry, StoreError> {
-    let get_err = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
-    let detail: Option<String> = row.try_get("detail").map_err(get_err)?;
-    Ok(AuditEntry {
-        id: row.try_get("id").map_err(get_err)?,
-        at: instant(row.try_get("at").map_err(get_err)?)?,
-        actor: row.try_get("actor").map_err(get_err)?,
-        source: row.try_get("source").map_err(get_err)?,
-        action: row.try_get("action").map_err(get_err)?,
-        target: row.try_get("target").map_err(get_err)?,
-        detail: detail
-            .map(|d| serde_json::from_str(&d))
-            .transpose()
-            .map_err(|e| StoreError::Corrupt(format!("audit detail: {e}")))?,
-    })
-}
-
 /// The single row of a `RETURNING` statement. Such statements are read with `fetch_all`: a
 /// statement stepped only to its first row is not finished, and in SQLite an unfinished write
 /// keeps its transaction, and the database's write lock, open.
@@ -235,11 +162,6 @@ fn placeholders(count: usize, row: &str) -> String {
         sql.push_str(row);
     }
     sql
-}
-
-/// A fresh fencing token: random, so that no two claims share one even across restarts.
-fn fencing_token() -> i64 {
-    fastrand::i64(1..i64::MAX)
 }
 
 impl SqliteStore {
@@ -425,21 +347,7 @@ impl Store for SqliteStore {
 
     async fn find_job_summaries(&self, filter: &JobFilter) -> Result<Vec<JobSummary>, StoreError> {
         let rows = self.find_job_rows(filter).await?;
-        let get_err = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
-        rows.iter()
-            .map(|row| {
-                let name: String = row.try_get("name").map_err(get_err)?;
-                Ok(JobSummary {
-                    name: JobName::new(name).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                    enabled: row.try_get("fires").map_err(get_err)?,
-                    paused: row.try_get("paused").map_err(get_err)?,
-                    version: row.try_get("version").map_err(get_err)?,
-                    created_at: instant(row.try_get("created_at").map_err(get_err)?)?,
-                    updated_at: instant(row.try_get("updated_at").map_err(get_err)?)?,
-                    spec_json: row.try_get("spec").map_err(get_err)?,
-                })
-            })
-            .collect()
+        rows.iter().map(summary_from_row).collect()
     }
 
     async fn delete_job(&self, name: &JobName) -> Result<bool, StoreError> {
@@ -476,16 +384,7 @@ impl Store for SqliteStore {
             }
             let rows = query.fetch_all(&mut *tx).await.map_err(db)?;
             for row in &rows {
-                let get_err = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
-                let key = (
-                    row.try_get::<String, _>("job").map_err(get_err)?,
-                    row.try_get::<i64, _>("scheduled_at").map_err(get_err)?,
-                    row.try_get::<i64, _>("attempt").map_err(get_err)? as u32,
-                );
-                let value = (
-                    RunId(row.try_get("id").map_err(get_err)?),
-                    row.try_get("fencing_token").map_err(get_err)?,
-                );
+                let (key, value) = claim_from_row(row)?;
                 claimed.insert(key, value);
             }
         }
@@ -635,18 +534,9 @@ impl Store for SqliteStore {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(db)?;
-        let get_err = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
         let mut requests = rows
             .iter()
-            .map(|row| {
-                let job: String = row.try_get("job").map_err(get_err)?;
-                Ok(RunRequest {
-                    id: row.try_get("id").map_err(get_err)?,
-                    job: JobName::new(job).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                    requested_at: instant(row.try_get("requested_at").map_err(get_err)?)?,
-                    requested_by: row.try_get("requested_by").map_err(get_err)?,
-                })
-            })
+            .map(request_from_row)
             .collect::<Result<Vec<_>, StoreError>>()?;
         requests.sort_by_key(|r| r.id);
         Ok(requests)
@@ -732,43 +622,7 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        let mut stats = JobStats::default();
-        let mut durations = Vec::new();
-        let mut streak_open = true;
-        for row in &rows {
-            let get_err = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
-            let status = RunStatus::from_str(&row.try_get::<String, _>("status").map_err(get_err)?)
-                .map_err(StoreError::Corrupt)?;
-            let started = opt_instant(row.try_get("started_at").map_err(get_err)?)?;
-            let finished = opt_instant(row.try_get("finished_at").map_err(get_err)?)?;
-            stats.runs += 1;
-            match status {
-                RunStatus::Succeeded => {
-                    stats.succeeded += 1;
-                    streak_open = false;
-                    stats.last_success = stats.last_success.or(finished);
-                }
-                RunStatus::Failed
-                | RunStatus::TimedOut
-                | RunStatus::Interrupted
-                | RunStatus::Abandoned => {
-                    stats.failed += 1;
-                    if streak_open {
-                        stats.consecutive_failures += 1;
-                    }
-                    stats.last_failure = stats.last_failure.or(finished);
-                }
-                _ => {}
-            }
-            if let (Some(s), Some(f)) = (started, finished) {
-                durations.push(f.duration_since(s));
-            }
-        }
-        durations.sort();
-        stats.duration_p50 = percentile(&durations, 50);
-        stats.duration_p95 = percentile(&durations, 95);
-        stats.duration_max = durations.last().copied();
-        Ok(stats)
+        rows::stats_from_rows(&rows)
     }
 
     async fn create_token(

@@ -1,0 +1,262 @@
+//! What the SQL backends share: how a row becomes a model value, and how a job's history
+//! becomes its statistics. Both store the same columns the same way (instants as microseconds
+//! since the Unix epoch, enums and names as text, definitions as JSON), so one mapping serves
+//! both; only the SQL differs between them.
+
+use std::str::FromStr;
+
+use jiff::{SignedDuration, Timestamp};
+use sqlx::{ColumnIndex, Decode, Row, Type};
+
+use super::{ClaimFire, JobRecord, JobStats, JobSummary, RunRequest, StoreError};
+use crate::model::{ApiToken, AuditEntry, JobName, Role, Run, RunId, RunStatus, Trigger};
+
+/// A row read by column name, with the column types the stores use. Implemented for the rows
+/// of every sqlx database that decodes those types.
+pub(super) trait Columns {
+    /// The value of `column`, decoded as `T`; a value that does not decode is corruption.
+    fn get<T: Decodable>(&self, column: &str) -> Result<T, StoreError>
+    where
+        Self: Sized;
+}
+
+/// The column types the stores read: integers, text and flags, or none.
+pub(super) trait Decodable: Sized {
+    fn from_row<R: Row>(row: &R, column: &str) -> Result<Self, sqlx::Error>
+    where
+        for<'c> &'c str: ColumnIndex<R>,
+        for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> i32: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> String: Decode<'r, R::Database> + Type<R::Database>;
+}
+
+macro_rules! decodable {
+    ($($t:ty),*) => {$(
+        impl Decodable for $t {
+            fn from_row<R: Row>(row: &R, column: &str) -> Result<Self, sqlx::Error>
+            where
+                for<'c> &'c str: ColumnIndex<R>,
+                for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+                for<'r> i32: Decode<'r, R::Database> + Type<R::Database>,
+                for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
+                for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+            {
+                row.try_get(column)
+            }
+        }
+    )*};
+}
+
+decodable!(
+    i64,
+    i32,
+    bool,
+    String,
+    Option<i64>,
+    Option<i32>,
+    Option<String>
+);
+
+impl<R: Row> Columns for R
+where
+    for<'c> &'c str: ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i32: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    fn get<T: Decodable>(&self, column: &str) -> Result<T, StoreError> {
+        T::from_row(self, column).map_err(|e| StoreError::Corrupt(format!("column {column}: {e}")))
+    }
+}
+
+/// An instant as stored: microseconds since the Unix epoch.
+pub(super) fn micros(t: Timestamp) -> i64 {
+    t.as_microsecond()
+}
+
+pub(super) fn instant(us: i64) -> Result<Timestamp, StoreError> {
+    Timestamp::from_microsecond(us).map_err(|e| StoreError::Corrupt(format!("instant {us}: {e}")))
+}
+
+pub(super) fn opt_instant(us: Option<i64>) -> Result<Option<Timestamp>, StoreError> {
+    us.map(instant).transpose()
+}
+
+/// A fresh fencing token: random, so that no two claims share one even across restarts.
+pub(super) fn fencing_token() -> i64 {
+    fastrand::i64(1..i64::MAX)
+}
+
+/// A run, from a row of the columns `RUN_COLUMNS` names.
+pub(super) fn run_from_row(row: &impl Columns) -> Result<Run, StoreError> {
+    let job: String = row.get("job")?;
+    let trigger: String = row.get("trigger")?;
+    let status: String = row.get("status")?;
+    Ok(Run {
+        id: RunId(row.get("id")?),
+        job: JobName::new(job).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        scheduled_at: instant(row.get("scheduled_at")?)?,
+        trigger: Trigger::from_str(&trigger).map_err(StoreError::Corrupt)?,
+        attempt: row.get::<i64>("attempt")? as u32,
+        status: RunStatus::from_str(&status).map_err(StoreError::Corrupt)?,
+        node: row.get("node")?,
+        fencing_token: row.get("fencing_token")?,
+        started_at: opt_instant(row.get("started_at")?)?,
+        finished_at: opt_instant(row.get("finished_at")?)?,
+        exit_code: row.get("exit_code")?,
+        error: row.get("error")?,
+        output: row.get("output")?,
+    })
+}
+
+pub(super) fn job_from_row(row: &impl Columns) -> Result<JobRecord, StoreError> {
+    let spec: String = row.get("spec")?;
+    Ok(JobRecord {
+        spec: serde_json::from_str(&spec)
+            .map_err(|e| StoreError::Corrupt(format!("job spec: {e}")))?,
+        version: row.get("version")?,
+        created_at: instant(row.get("created_at")?)?,
+        updated_at: instant(row.get("updated_at")?)?,
+        paused: row.get("paused")?,
+        last_fire: opt_instant(row.get("last_fire_at")?)?,
+    })
+}
+
+pub(super) fn token_from_row(row: &impl Columns) -> Result<ApiToken, StoreError> {
+    let role: String = row.get("role")?;
+    Ok(ApiToken {
+        id: row.get("id")?,
+        name: row.get("name")?,
+        role: Role::from_str(&role).map_err(StoreError::Corrupt)?,
+        created_at: instant(row.get("created_at")?)?,
+        revoked_at: opt_instant(row.get("revoked_at")?)?,
+    })
+}
+
+pub(super) fn audit_from_row(row: &impl Columns) -> Result<AuditEntry, StoreError> {
+    let detail: Option<String> = row.get("detail")?;
+    Ok(AuditEntry {
+        id: row.get("id")?,
+        at: instant(row.get("at")?)?,
+        actor: row.get("actor")?,
+        source: row.get("source")?,
+        action: row.get("action")?,
+        target: row.get("target")?,
+        detail: detail
+            .map(|d| serde_json::from_str(&d))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("audit detail: {e}")))?,
+    })
+}
+
+/// A job's statistics, from its finished runs (`status`, `started_at`, `finished_at`), newest
+/// first.
+pub(super) fn stats_from_rows<'a, R: Columns + 'a>(
+    rows: impl IntoIterator<Item = &'a R>,
+) -> Result<JobStats, StoreError> {
+    let mut stats = JobStats::default();
+    let mut durations = Vec::new();
+    // Failures count as consecutive until the newest success.
+    let mut streak_open = true;
+    for row in rows {
+        let status: String = row.get("status")?;
+        let status = RunStatus::from_str(&status).map_err(StoreError::Corrupt)?;
+        let started = opt_instant(row.get("started_at")?)?;
+        let finished = opt_instant(row.get("finished_at")?)?;
+        stats.runs += 1;
+        match status {
+            RunStatus::Succeeded => {
+                stats.succeeded += 1;
+                streak_open = false;
+                stats.last_success = stats.last_success.or(finished);
+            }
+            RunStatus::Failed
+            | RunStatus::TimedOut
+            | RunStatus::Interrupted
+            | RunStatus::Abandoned => {
+                stats.failed += 1;
+                if streak_open {
+                    stats.consecutive_failures += 1;
+                }
+                stats.last_failure = stats.last_failure.or(finished);
+            }
+            _ => {}
+        }
+        if let (Some(s), Some(f)) = (started, finished) {
+            durations.push(f.duration_since(s));
+        }
+    }
+    durations.sort();
+    stats.duration_p50 = percentile(&durations, 50);
+    stats.duration_p95 = percentile(&durations, 95);
+    stats.duration_max = durations.last().copied();
+    Ok(stats)
+}
+
+pub(super) fn summary_from_row(row: &impl Columns) -> Result<JobSummary, StoreError> {
+    let name: String = row.get("name")?;
+    Ok(JobSummary {
+        name: JobName::new(name).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        enabled: row.get("fires")?,
+        paused: row.get("paused")?,
+        version: row.get("version")?,
+        created_at: instant(row.get("created_at")?)?,
+        updated_at: instant(row.get("updated_at")?)?,
+        spec_json: row.get("spec")?,
+    })
+}
+
+pub(super) fn request_from_row(row: &impl Columns) -> Result<RunRequest, StoreError> {
+    let job: String = row.get("job")?;
+    Ok(RunRequest {
+        id: row.get("id")?,
+        job: JobName::new(job).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        requested_at: instant(row.get("requested_at")?)?,
+        requested_by: row.get("requested_by")?,
+    })
+}
+
+/// The key of a claimed fire (job, instant in microseconds, attempt) and the run it made (id,
+/// fencing token), from a row a claim's `INSERT ... RETURNING` gave back.
+pub(super) type ClaimKey = (String, i64, u32);
+
+pub(super) fn claim_from_row(row: &impl Columns) -> Result<(ClaimKey, (RunId, i64)), StoreError> {
+    let key = (
+        row.get("job")?,
+        row.get("scheduled_at")?,
+        row.get::<i64>("attempt")? as u32,
+    );
+    Ok((key, (RunId(row.get("id")?), row.get("fencing_token")?)))
+}
+
+/// The run a successful claim created: `queued`, on the claiming node.
+pub(super) fn claimed_run(claim: &ClaimFire<'_>, id: RunId, fencing_token: i64) -> Run {
+    Run {
+        id,
+        job: claim.job.clone(),
+        // As stored: to the microsecond.
+        scheduled_at: Timestamp::from_microsecond(claim.scheduled_at.as_microsecond())
+            .unwrap_or(claim.scheduled_at),
+        trigger: claim.trigger,
+        attempt: claim.attempt,
+        status: RunStatus::Queued,
+        node: claim.node.to_owned(),
+        fencing_token,
+        started_at: None,
+        finished_at: None,
+        exit_code: None,
+        error: None,
+        output: None,
+    }
+}
+
+/// Percentile `p` (0-100) of sorted durations, nearest-rank.
+fn percentile(sorted: &[SignedDuration], p: u32) -> Option<SignedDuration> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (u64::from(p) * sorted.len() as u64).div_ceil(100).max(1) as usize;
+    Some(sorted[rank.min(sorted.len()) - 1])
+}
