@@ -141,8 +141,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_file_path_opens_sqlite() {
-        let dir = std::env::temp_dir().join(format!("cronwarden-anystore-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = cronwarden_test_support::TestDir::new("anystore");
         let path = dir.join("state.db");
         let store = AnyStore::open(path.to_str().unwrap()).await.unwrap();
         assert_eq!(store.kind(), "sqlite");

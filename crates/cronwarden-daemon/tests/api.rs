@@ -20,18 +20,8 @@ struct App {
     store: Arc<SqliteStore>,
     scheduler: Scheduler,
     client: reqwest::Client,
-    _dir: RemovedOnDrop,
-}
-
-/// A test's own directory, removed when the test ends (passed or failed): every test here
-/// makes one, and they added up over runs on one machine.
-struct RemovedOnDrop(std::path::PathBuf);
-
-impl Drop for RemovedOnDrop {
-    fn drop(&mut self) {
-        // The store may still have its files open: on Unix they go once it closes them.
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    /// The store's directory, removed when the test ends.
+    _dir: cronwarden_test_support::TestDir,
 }
 
 /// The token of each role: "<role>-secret-token-0123456789".
@@ -45,15 +35,7 @@ async fn app() -> App {
 
 /// The app, with `/metrics` open to callers without a token or not.
 async fn app_with(metrics_public: bool) -> App {
-    // A counter, not the time: two tests starting in the same instant got the same store.
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "cronwarden-api-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = cronwarden_test_support::TestDir::new("api");
     let store = Arc::new(
         SqliteStore::open(dir.join("state.db").to_str().unwrap())
             .await
@@ -107,7 +89,7 @@ async fn app_with(metrics_public: bool) -> App {
         store,
         scheduler,
         client: reqwest::Client::new(),
-        _dir: RemovedOnDrop(dir),
+        _dir: dir,
     }
 }
 

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use cronwarden::model::{Run, RunStatus, Trigger};
 use cronwarden::store::{PostgresStore, RunFilter, Store};
-use cronwarden_test_support::PgDatabase;
+use cronwarden_test_support::{PgDatabase, TestDir};
 use jiff::Timestamp;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -80,11 +80,9 @@ fn second_before(t: Timestamp) -> i64 {
     }
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("cronwarden-chaos-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A directory of the test's own, removed when it ends.
+fn temp_dir(name: &str) -> TestDir {
+    TestDir::new(&format!("chaos-{name}"))
 }
 
 fn runtime() -> tokio::runtime::Runtime {

@@ -3,21 +3,20 @@
 //! PostgreSQL (`CRONWARDEN_TEST_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/test`;
 //! skipped when no server answers, except under `CI=true`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cronwarden::model::{JobName, Run, RunStatus, Trigger};
 use cronwarden::store::RunFilter;
 use cronwarden_daemon::store::AnyStore;
+use cronwarden_test_support::TestDir;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("cronwarden-serve-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A directory of the test's own, removed when it ends.
+fn temp_dir(name: &str) -> TestDir {
+    TestDir::new(&format!("serve-{name}"))
 }
 
 fn serve(dir: &Path) -> Child {

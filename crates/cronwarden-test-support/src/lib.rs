@@ -1,11 +1,15 @@
 //! Databases on real servers for the workspace's integration tests: the servers' URLs (from
 //! the environment, or this machine's defaults), whether they answer, and PostgreSQL databases
-//! of a test's own.
+//! of a test's own; and scratch directories that do not pile up over runs.
 //!
 //! A test without its server is skipped (after saying so), except under `CI=true`, where that
 //! fails it: CI has the servers, and a skipped test there would pass unnoticed.
 
+mod dirs;
+
 use std::time::Duration;
+
+pub use self::dirs::{scratch_dir, TestDir};
 
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 

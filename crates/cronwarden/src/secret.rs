@@ -311,8 +311,7 @@ mod tests {
 
     #[test]
     fn file_references_drop_the_final_newline() {
-        let dir = std::env::temp_dir().join(format!("cw-secret-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = cronwarden_test_support::TestDir::new("secret");
         let path = dir.join("token");
         std::fs::write(&path, "from-a-file\n").unwrap();
         let mut redactor = Redactor::default();

@@ -149,8 +149,7 @@ async fn temp_store() -> SqliteStore {
 fn temp_db_path() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    let dir = std::env::temp_dir().join(format!("cronwarden-scheduler-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = cronwarden_test_support::scratch_dir("scheduler");
     let path = dir.join(format!("{}.db", NEXT.fetch_add(1, Ordering::Relaxed)));
     let _ = std::fs::remove_file(&path);
     path.to_str().unwrap().to_owned()
@@ -381,8 +380,7 @@ async fn retries_back_off_and_a_fatal_error_stops_them() {
 
 #[tokio::test]
 async fn a_timeout_kills_the_whole_process_tree() {
-    let dir = std::env::temp_dir().join(format!("cronwarden-timeout-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = cronwarden_test_support::TestDir::new("timeout");
     let pid_file = dir.join("child.pid");
     let script = format!("sleep 300 & echo $! > {}; sleep 300", pid_file.display());
     let mut job = JobSpec::new(

@@ -1358,8 +1358,7 @@ macro_rules! conformance {
 /// A fresh database file per test, in WAL mode like production (an in-memory database would
 /// serialise everything through one connection and hide races).
 async fn sqlite_file() -> cronwarden::store::SqliteStore {
-    let dir = std::env::temp_dir().join(format!("cronwarden-conformance-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = cronwarden_test_support::scratch_dir("conformance");
     let path = dir.join(format!("{}.db", unique_name()));
     cronwarden::store::SqliteStore::open(path.to_str().unwrap())
         .await
@@ -1386,8 +1385,7 @@ conformance!(sqlite_in_memory, async {
 
 #[tokio::test]
 async fn sqlite_data_survives_reopening_and_migrations_run_once() {
-    let dir = std::env::temp_dir().join(format!("cronwarden-reopen-{}", unique_name()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = cronwarden_test_support::TestDir::new("reopen");
     let path = dir.join("state.db");
     let path = path.to_str().unwrap();
     let store = cronwarden::store::SqliteStore::open(path).await.unwrap();

@@ -52,9 +52,7 @@ impl TestDatabase {
                 (server.clone(), with_database(&server, &name))
             }
             Engine::Sqlite => {
-                let dir =
-                    std::env::temp_dir().join(format!("cronwarden-seeds-{}", std::process::id()));
-                std::fs::create_dir_all(&dir).unwrap();
+                let dir = cronwarden_test_support::scratch_dir("seeds");
                 let path = dir.join(format!("{name}.db"));
                 let _ = std::fs::remove_file(&path);
                 (String::new(), format!("sqlite:{}", path.display()))
@@ -180,8 +178,7 @@ impl Example {
                 swap(text);
             }
         }
-        let dir = std::env::temp_dir().join(format!("cronwarden-seeds-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = cronwarden_test_support::scratch_dir("seeds");
         let store_path = dir.join(format!("{}.db", unique("store")));
         let store = Arc::new(
             SqliteStore::open(store_path.to_str().unwrap())

@@ -18,8 +18,7 @@ use tokio::sync::broadcast;
 pub fn temp_db_path(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    let dir = std::env::temp_dir().join(format!("cronwarden-{prefix}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = cronwarden_test_support::scratch_dir(prefix);
     let path = dir.join(format!("{}.db", NEXT.fetch_add(1, Ordering::Relaxed)));
     let _ = std::fs::remove_file(&path);
     path.to_str().unwrap().to_owned()
