@@ -176,10 +176,15 @@ impl Db {
     }
 
     /// The nodes table: each node with the end of its lease.
+    /// The registered nodes and their leases; a rescued node is no longer registered (its
+    /// row is kept a while, marked, so that it cannot claim before it heartbeats again).
     fn nodes(&self) -> BTreeMap<String, Timestamp> {
         let rows: Vec<(String, i64)> = self
             .rt
-            .block_on(sqlx::query_as("SELECT name, lease_until FROM nodes").fetch_all(&self.pool))
+            .block_on(
+                sqlx::query_as("SELECT name, lease_until FROM nodes WHERE rescued_at IS NULL")
+                    .fetch_all(&self.pool),
+            )
             .unwrap();
         rows.into_iter()
             .map(|(name, us)| (name, Timestamp::from_microsecond(us).unwrap()))
@@ -487,8 +492,8 @@ struct Stop {
 }
 
 /// SIGSTOPs `node` `phase` milliseconds into a 5 s cycle, keeps it stopped for at least
-/// `at_least` and until another node has rescued it (its heartbeat row is gone and nothing of
-/// it is queued or running), then SIGCONTs it.
+/// `at_least` and until another node has rescued it (it is no longer registered and nothing
+/// of it is queued or running), then SIGCONTs it.
 fn stop_and_continue(
     node: &mut Node,
     phase: i64,
@@ -518,7 +523,7 @@ fn stop_and_continue(
         || !db.nodes().contains_key(&node.name) && db.unfinished_of(&node.name).is_empty(),
     );
     timeline.note(format!(
-        "{} rescued by another node (its heartbeat row is gone)",
+        "{} rescued by another node (it is no longer registered)",
         node.name
     ));
     sleep_until(stopped + at_least);

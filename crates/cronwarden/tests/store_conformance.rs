@@ -1183,8 +1183,20 @@ async fn dead_nodes_are_rescued_once_and_leases_have_one_holder<S: Store>(store:
         ))
         .await
         .unwrap());
+    // Until it heartbeats again, "a" claims nothing (a claim of its made while it was being
+    // rescued would leave runs that nobody rescues), and nothing of the claim is kept.
+    let mut late = claim(&n, "2026-01-01T00:00:30Z", 1);
+    late.node = "a";
+    let refused = store.claim_fire(late).await;
+    assert!(
+        matches!(&refused, Err(StoreError::Database(e)) if e.contains("rescued")),
+        "{refused:?}"
+    );
     // "a" comes back: its heartbeat says it was not alive (it must not trust its claims).
     assert!(!store.heartbeat("a", t("14"), t("24")).await.unwrap());
+    let mut back = claim(&n, "2026-01-01T00:00:30Z", 1);
+    back.node = "a";
+    assert!(store.claim_fire(back).await.unwrap().is_some());
     store.leave("a").await.unwrap();
     assert_eq!(store.live_nodes(t("15")).await.unwrap(), ["b"]);
 
@@ -1733,6 +1745,74 @@ async fn postgres_changes_are_notified() {
     assert_eq!(next(&mut listener).await, created + 3);
     assert_eq!(store.change_seq().await.unwrap(), created + 3);
     store.close().await;
+}
+
+/// A claim made while its node is being rescued (by another node's transaction, not yet
+/// committed) waits for the rescue and is then refused: the rescue's abandonment cannot have
+/// seen runs that the claim would insert after it, so they would be left `queued` for good.
+#[tokio::test]
+async fn postgres_a_claim_racing_the_rescue_of_its_node_is_refused() {
+    use sqlx::Connection;
+
+    let Some((store, database)) = pg::store().await else {
+        return;
+    };
+    let t = |s: &str| ts(&format!("2026-01-01T00:00:{s}Z"));
+    let n = name("raced");
+    store.upsert_job(&job("raced"), t("00")).await.unwrap();
+    assert!(!store.heartbeat("a", t("00"), t("10")).await.unwrap());
+    // Another node's rescue of "a", its first step taken and not committed: what
+    // `rescue_node` does, on a connection of the test's own so that it can be held open.
+    let mut rescuer = sqlx::PgConnection::connect(&database.url).await.unwrap();
+    let mut rescue = rescuer.begin().await.unwrap();
+    let marked = sqlx::query(
+        "UPDATE nodes SET rescued_at = $2 WHERE name = $1 AND lease_until < $2 AND rescued_at IS NULL",
+    )
+    .bind("a")
+    .bind(t("11").as_microsecond())
+    .execute(&mut *rescue)
+    .await
+    .unwrap()
+    .rows_affected();
+    assert_eq!(marked, 1);
+    let claiming = tokio::spawn({
+        let store = store.clone();
+        let n = n.clone();
+        async move {
+            let mut late = claim(&n, "2026-01-01T00:00:30Z", 1);
+            late.node = "a";
+            store.claim_fire(late).await
+        }
+    });
+    // The claim waits on the node's row. An unfenced claim would be done well within these
+    // 200 ms (it takes milliseconds); a fenced one cannot finish before the rescue commits.
+    let mut waited = 0;
+    while !claiming.is_finished() && waited < 20 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        waited += 1;
+    }
+    assert!(
+        !claiming.is_finished(),
+        "the claim did not wait for the rescue"
+    );
+    rescue.commit().await.unwrap();
+    let refused = tokio::time::timeout(std::time::Duration::from_secs(10), claiming)
+        .await
+        .expect("the claim to end once the rescue committed")
+        .unwrap();
+    assert!(
+        matches!(&refused, Err(StoreError::Database(e)) if e.contains("rescued")),
+        "{refused:?}"
+    );
+    let runs = store
+        .list_runs(&RunFilter {
+            job: Some(n.clone()),
+            ..RunFilter::default()
+        })
+        .await
+        .unwrap();
+    assert!(runs.is_empty(), "{runs:?}");
+    rescuer.close().await.unwrap();
 }
 
 /// A run's output may hold NUL, which a PostgreSQL `TEXT` cannot: the result is recorded with

@@ -1143,6 +1143,9 @@ impl Inner {
             }
             Err(e) => {
                 self.rewind(&claims);
+                // The store may have refused this node (presumed dead and rescued): the next
+                // heartbeat tells, and lets it claim again.
+                self.membership.heartbeat_soon();
                 return Err(e);
             }
         };

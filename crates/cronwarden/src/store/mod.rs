@@ -293,6 +293,12 @@ pub trait Store: Send + Sync + 'static {
     /// Claims fires in one transaction: element `i` of the result is the run claimed for
     /// `claims[i]`, or `None` if that fire was claimed already (by this or another loop or
     /// node, or earlier in the same batch).
+    ///
+    /// A node that was presumed dead and rescued ([`Store::rescue_node`]) claims nothing
+    /// until it heartbeats again: the claim fails as a whole. A claim and a rescue of its
+    /// node are ordered: either the rescue comes first (and the claim fails), or the claim
+    /// does (and the rescue finds its runs). Otherwise a claim in flight while its node was
+    /// rescued would leave runs that nobody rescues.
     async fn claim_fires(&self, claims: &[ClaimFire<'_>]) -> Result<Vec<Option<Run>>, StoreError>;
 
     /// Claims one fire. `None` if it was claimed already.
@@ -435,7 +441,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// If `node`'s heartbeat ran out before `now`, forgets the node and marks its `queued`
     /// and `running` runs `abandoned`, in one transaction, and returns them; `None` if the
-    /// node is alive (it heartbeated in the meantime) or unknown.
+    /// node is alive (it heartbeated in the meantime) or unknown. The node is remembered as
+    /// rescued (for an hour) so that it cannot claim again before it heartbeats.
     async fn rescue_node(&self, node: &str, now: Timestamp)
         -> Result<Option<Vec<Run>>, StoreError>;
 

@@ -20,7 +20,8 @@ use sqlx::Connection;
 
 use super::rows::{
     self, audit_from_row, claim_from_row, claimed_run, fencing_token, job_from_row, micros,
-    opt_instant, request_from_row, run_from_row, summary_from_row, token_from_row,
+    opt_instant, request_from_row, rescued_claim, run_from_row, summary_from_row, token_from_row,
+    RESCUED_REMEMBERED,
 };
 use super::{
     ClaimFire, FinishRun, JobFilter, JobRecord, JobStats, JobSummary, NewAudit, NewRun, RunFilter,
@@ -135,6 +136,11 @@ CREATE TABLE leases (
     holder TEXT NOT NULL,
     until  BIGINT NOT NULL
 );
+"#,
+    // A rescued node is remembered, not forgotten at once, so that its claims can be refused
+    // until it heartbeats again.
+    r#"
+ALTER TABLE nodes ADD COLUMN rescued_at BIGINT;
 "#,
 ];
 
@@ -302,6 +308,12 @@ impl PostgresStore {
         let migrated = migrate(&mut conn).await;
         let _ = conn.close().await;
         migrated.map_err(db)?;
+        // A transaction left open by a process that stopped (frozen, or a machine paused)
+        // must not hold its locks for good: a claim holds its node's row, and the rescue of
+        // that very node waits for it. The server ends such a transaction (rolling it back)
+        // once it has waited this long for its client; this store's own transactions never
+        // pause between statements for anywhere near as long.
+        let options = options.options([("idle_in_transaction_session_timeout", "5s")]);
         let pool = PgPoolOptions::new()
             .max_connections(10)
             .connect_with(options)
@@ -359,6 +371,25 @@ impl PostgresStore {
         });
         let mut claimed: HashMap<(String, i64, u32), (RunId, i64)> = HashMap::new();
         let mut tx = self.pool.begin().await?;
+        // The claiming nodes' rows, locked against a rescue until this commits (a rescue
+        // updates the row first): see `Store::claim_fires`.
+        let mut nodes: Vec<&str> = claims.iter().map(|c| c.node).collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        let registered: Vec<(String, Option<i64>)> = sqlx::query_as(
+            "SELECT name, rescued_at FROM nodes WHERE name = ANY($1) ORDER BY name FOR SHARE",
+        )
+        .bind(&nodes)
+        .fetch_all(&mut *tx)
+        .await?;
+        let rescued: Vec<&String> = registered
+            .iter()
+            .filter(|(_, rescued_at)| rescued_at.is_some())
+            .map(|(name, _)| name)
+            .collect();
+        if let Some(node) = rescued.first() {
+            return Err(StoreError::Database(rescued_claim(node)).into());
+        }
         for chunk in order.chunks(BATCH_ROWS) {
             let rows = chunk.iter().map(|&i| &claims[i]);
             // `DO NOTHING` leaves out fires claimed before (by any node: a concurrent claim
@@ -933,14 +964,17 @@ impl Store for PostgresStore {
         // heartbeat finds no row: the node was forgotten).
         let was: Option<i64> = retrying(move || async move {
             let mut tx = self.pool.begin().await?;
-            let was: Option<i64> =
-                sqlx::query_scalar("SELECT lease_until FROM nodes WHERE name = $1 FOR UPDATE")
-                    .bind(node)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            // A rescued node counts as forgotten.
+            let was: Option<i64> = sqlx::query_scalar(
+                "SELECT lease_until FROM nodes WHERE name = $1 AND rescued_at IS NULL FOR UPDATE",
+            )
+            .bind(node)
+            .fetch_optional(&mut *tx)
+            .await?;
             sqlx::query(
                 "INSERT INTO nodes (name, lease_until) VALUES ($1, $2)
-                 ON CONFLICT (name) DO UPDATE SET lease_until = EXCLUDED.lease_until",
+                 ON CONFLICT (name) DO UPDATE SET lease_until = EXCLUDED.lease_until,
+                     rescued_at = NULL",
             )
             .bind(node)
             .bind(micros(until))
@@ -954,19 +988,23 @@ impl Store for PostgresStore {
     }
 
     async fn live_nodes(&self, now: Timestamp) -> Result<Vec<String>, StoreError> {
-        sqlx::query_scalar("SELECT name FROM nodes WHERE lease_until >= $1 ORDER BY name")
-            .bind(micros(now))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)
+        sqlx::query_scalar(
+            "SELECT name FROM nodes WHERE lease_until >= $1 AND rescued_at IS NULL ORDER BY name",
+        )
+        .bind(micros(now))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)
     }
 
     async fn dead_nodes(&self, now: Timestamp) -> Result<Vec<String>, StoreError> {
-        sqlx::query_scalar("SELECT name FROM nodes WHERE lease_until < $1 ORDER BY name")
-            .bind(micros(now))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)
+        sqlx::query_scalar(
+            "SELECT name FROM nodes WHERE lease_until < $1 AND rescued_at IS NULL ORDER BY name",
+        )
+        .bind(micros(now))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)
     }
 
     async fn rescue_node(
@@ -976,16 +1014,24 @@ impl Store for PostgresStore {
     ) -> Result<Option<Vec<Run>>, StoreError> {
         let rows = retrying(move || async move {
             let mut tx = self.pool.begin().await?;
-            let forgotten =
-                sqlx::query("DELETE FROM nodes WHERE name = $1 AND lease_until < $2")
-                    .bind(node)
-                    .bind(micros(now))
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
+            // Remembered as rescued (the row's lock orders this against the node's claims);
+            // those rescued long ago are forgotten.
+            let forgotten = sqlx::query(
+                "UPDATE nodes SET rescued_at = $2
+                 WHERE name = $1 AND lease_until < $2 AND rescued_at IS NULL",
+            )
+            .bind(node)
+            .bind(micros(now))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
             if forgotten == 0 {
                 return Ok(None);
             }
+            sqlx::query("DELETE FROM nodes WHERE rescued_at < $1")
+                .bind(micros(now - RESCUED_REMEMBERED))
+                .execute(&mut *tx)
+                .await?;
             let rows = sqlx::query(audited(format!(
                 "UPDATE runs SET status = 'abandoned', finished_at = $2,
                      error = 'the node running it stopped heartbeating while this run was ' || status

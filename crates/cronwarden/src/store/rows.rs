@@ -84,6 +84,18 @@ pub(super) fn opt_instant(us: Option<i64>) -> Result<Option<Timestamp>, StoreErr
     us.map(instant).transpose()
 }
 
+/// How long a rescued node is remembered as such (its claims refused until it heartbeats
+/// again): far longer than a claim can be in flight.
+pub(super) const RESCUED_REMEMBERED: SignedDuration = SignedDuration::from_hours(1);
+
+/// Why a claim by a rescued node fails.
+pub(super) fn rescued_claim(node: &str) -> String {
+    format!(
+        "node {node:?} was presumed dead and its runs were rescued: it claims nothing until it \
+         heartbeats again"
+    )
+}
+
 /// A fresh fencing token: random, so that no two claims share one even across restarts.
 pub(super) fn fencing_token() -> i64 {
     fastrand::i64(1..i64::MAX)

@@ -14,7 +14,8 @@ use sqlx::SqlitePool;
 
 use super::rows::{
     self, audit_from_row, claim_from_row, claimed_run, fencing_token, job_from_row, micros,
-    opt_instant, request_from_row, run_from_row, summary_from_row, token_from_row,
+    opt_instant, request_from_row, rescued_claim, run_from_row, summary_from_row, token_from_row,
+    RESCUED_REMEMBERED,
 };
 use super::{
     ClaimFire, FinishRun, JobFilter, JobRecord, JobStats, JobSummary, NewAudit, NewRun, RunFilter,
@@ -114,6 +115,11 @@ CREATE TABLE leases (
     holder TEXT NOT NULL,
     until  INTEGER NOT NULL
 );
+"#,
+    // A rescued node is remembered, not forgotten at once, so that its claims can be refused
+    // until it heartbeats again.
+    r#"
+ALTER TABLE nodes ADD COLUMN rescued_at INTEGER;
 "#,
 ];
 
@@ -364,6 +370,22 @@ impl Store for SqliteStore {
         let _writing = self.write_gate.lock().await;
         let mut claimed: HashMap<(String, i64, u32), (RunId, i64)> = HashMap::new();
         let mut tx = self.pool.begin().await.map_err(db)?;
+        // Writes are serialised, so a rescue is either wholly before this or wholly after it.
+        let mut nodes: Vec<&str> = claims.iter().map(|c| c.node).collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        for node in nodes {
+            let rescued: Option<i64> = sqlx::query_scalar(
+                "SELECT 1 FROM nodes WHERE name = ?1 AND rescued_at IS NOT NULL",
+            )
+            .bind(node)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+            if rescued.is_some() {
+                return Err(StoreError::Database(rescued_claim(node)));
+            }
+        }
         for chunk in claims.chunks(BATCH_ROWS) {
             // `DO NOTHING` leaves out fires claimed before and repeats within the chunk;
             // `RETURNING` names the rows that went in.
@@ -751,14 +773,18 @@ impl Store for SqliteStore {
     ) -> Result<bool, StoreError> {
         let _writing = self.write_gate.lock().await;
         let mut tx = self.pool.begin().await.map_err(db)?;
-        let was: Option<i64> = sqlx::query_scalar("SELECT lease_until FROM nodes WHERE name = ?1")
-            .bind(node)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db)?;
+        // A rescued node counts as forgotten.
+        let was: Option<i64> = sqlx::query_scalar(
+            "SELECT lease_until FROM nodes WHERE name = ?1 AND rescued_at IS NULL",
+        )
+        .bind(node)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
         sqlx::query(
             "INSERT INTO nodes (name, lease_until) VALUES (?1, ?2)
-             ON CONFLICT (name) DO UPDATE SET lease_until = excluded.lease_until",
+             ON CONFLICT (name) DO UPDATE SET lease_until = excluded.lease_until,
+                 rescued_at = NULL",
         )
         .bind(node)
         .bind(micros(until))
@@ -770,19 +796,23 @@ impl Store for SqliteStore {
     }
 
     async fn live_nodes(&self, now: Timestamp) -> Result<Vec<String>, StoreError> {
-        sqlx::query_scalar("SELECT name FROM nodes WHERE lease_until >= ?1 ORDER BY name")
-            .bind(micros(now))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)
+        sqlx::query_scalar(
+            "SELECT name FROM nodes WHERE lease_until >= ?1 AND rescued_at IS NULL ORDER BY name",
+        )
+        .bind(micros(now))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)
     }
 
     async fn dead_nodes(&self, now: Timestamp) -> Result<Vec<String>, StoreError> {
-        sqlx::query_scalar("SELECT name FROM nodes WHERE lease_until < ?1 ORDER BY name")
-            .bind(micros(now))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)
+        sqlx::query_scalar(
+            "SELECT name FROM nodes WHERE lease_until < ?1 AND rescued_at IS NULL ORDER BY name",
+        )
+        .bind(micros(now))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)
     }
 
     async fn rescue_node(
@@ -792,16 +822,25 @@ impl Store for SqliteStore {
     ) -> Result<Option<Vec<Run>>, StoreError> {
         let _writing = self.write_gate.lock().await;
         let mut tx = self.pool.begin().await.map_err(db)?;
-        let forgotten = sqlx::query("DELETE FROM nodes WHERE name = ?1 AND lease_until < ?2")
-            .bind(node)
-            .bind(micros(now))
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?
-            .rows_affected();
+        // Remembered as rescued; those rescued long ago are forgotten.
+        let forgotten = sqlx::query(
+            "UPDATE nodes SET rescued_at = ?2
+             WHERE name = ?1 AND lease_until < ?2 AND rescued_at IS NULL",
+        )
+        .bind(node)
+        .bind(micros(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
         if forgotten == 0 {
             return Ok(None);
         }
+        sqlx::query("DELETE FROM nodes WHERE rescued_at < ?1")
+            .bind(micros(now - RESCUED_REMEMBERED))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
         let rows = sqlx::query(audited(format!(
             "UPDATE runs SET status = 'abandoned', finished_at = ?2,
                  error = 'the node running it stopped heartbeating while this run was ' || status
