@@ -308,12 +308,6 @@ impl PostgresStore {
         let migrated = migrate(&mut conn).await;
         let _ = conn.close().await;
         migrated.map_err(db)?;
-        // A transaction left open by a process that stopped (frozen, or a machine paused)
-        // must not hold its locks for good: a claim holds its node's row, and the rescue of
-        // that very node waits for it. The server ends such a transaction (rolling it back)
-        // once it has waited this long for its client; this store's own transactions never
-        // pause between statements for anywhere near as long.
-        let options = options.options([("idle_in_transaction_session_timeout", "5s")]);
         let pool = PgPoolOptions::new()
             .max_connections(10)
             .connect_with(options)
@@ -371,6 +365,14 @@ impl PostgresStore {
         });
         let mut claimed: HashMap<(String, i64, u32), (RunId, i64)> = HashMap::new();
         let mut tx = self.pool.begin().await?;
+        // A claim whose process stops (frozen, or its machine paused) must not hold its
+        // node's row for good: the rescue of that very node waits for it. The server rolls
+        // the claim back once it has waited this long for its client, which a claim never
+        // does between statements. (Set per transaction, not per connection: a pooler in
+        // front of the server may refuse startup parameters.)
+        sqlx::query("SET LOCAL idle_in_transaction_session_timeout = '5s'")
+            .execute(&mut *tx)
+            .await?;
         // The claiming nodes' rows, locked against a rescue until this commits (a rescue
         // updates the row first): see `Store::claim_fires`.
         let mut nodes: Vec<&str> = claims.iter().map(|c| c.node).collect();
