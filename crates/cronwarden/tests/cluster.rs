@@ -309,6 +309,83 @@ async fn a_node_whose_heartbeat_ran_out_does_not_start_what_it_claimed_before() 
 }
 
 #[tokio::test]
+async fn a_node_whose_heartbeat_ran_out_retries_what_it_claimed_before_once_back() {
+    // As above, with a retry allowed: the node rescues its own claim (nobody else is there)
+    // and retries it, once it has heartbeated again; the store refuses the claims of a node
+    // rescued and not back, retries included.
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+    let clock = TestClock::new(t0);
+    let executed = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (scheduler, store) = node(
+        &db,
+        "sleeper",
+        Arc::new(clock.clone()),
+        counting(executed.clone()),
+    )
+    .await;
+    let mut nightly = job("nightly", Some("0 0 3 * * *"));
+    nightly.retry.max_attempts = 2;
+    store.upsert_job(&nightly, t0).await.unwrap();
+    let mut events = scheduler.subscribe();
+    scheduler.start();
+    // Joined (first heartbeat) and the fire of 03:00 claimed ahead, at 02:59:59.6.
+    let heartbeats = || async { store.live_nodes(clock.now()).await.unwrap() == ["sleeper"] };
+    let give_up = std::time::Instant::now() + Duration::from_secs(10);
+    while !heartbeats().await {
+        assert!(std::time::Instant::now() < give_up);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // On to 02:59:59, and the heartbeat catches up (a node claims only while its heartbeat is
+    // current); then to 02:59:59.6, when the fire is claimed.
+    let before = "2026-01-01T02:59:59Z".parse::<Timestamp>().unwrap();
+    clock.advance(before.duration_since(t0));
+    while !heartbeats().await {
+        assert!(std::time::Instant::now() < give_up + Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    clock.advance(SignedDuration::from_millis(600));
+    let claimed = AtomicUsize::new(0);
+    while claimed.load(Ordering::SeqCst) == 0 {
+        let runs = all_runs(&store).await;
+        claimed.store(runs.len(), Ordering::SeqCst);
+        assert!(
+            std::time::Instant::now() < give_up + Duration::from_secs(10),
+            "not claimed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The process "sleeps" 30 s: past its 2 s lease, past the fire.
+    clock.advance(SignedDuration::from_secs(30));
+    let retry = loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await
+            .expect("the retry within 10 s")
+            .unwrap();
+        if let SchedulerEvent::RunFinished(run) = event {
+            if run.trigger == Trigger::Retry {
+                break run;
+            }
+        }
+    };
+    assert_eq!(
+        (retry.status, retry.attempt, retry.node.as_str()),
+        (RunStatus::Succeeded, 2, "sleeper")
+    );
+    let first = all_runs(&store)
+        .await
+        .into_iter()
+        .find(|r| r.attempt == 1)
+        .unwrap();
+    assert_eq!(first.status, RunStatus::Abandoned);
+    // The stale claim did not run; its retry did, once.
+    assert_eq!(executed.lock().unwrap().len(), 1);
+    scheduler.stop().await;
+}
+
+#[tokio::test]
 async fn a_job_changed_on_one_node_is_rescheduled_on_the_others_at_once() {
     let Some(db) = TestDatabase::create().await else {
         return;

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use jiff::{SignedDuration, Timestamp};
 
 use super::Inner;
-use crate::model::JobName;
+use crate::model::{JobName, Run};
 
 /// The name of the lease under which one node at a time does the maintenance work.
 pub(super) const MAINTENANCE: &str = "maintenance";
@@ -41,6 +41,10 @@ pub(super) struct Membership {
     maintainer: AtomicBool,
     /// Wakes the heartbeat early (a claim found the heartbeat out of date).
     heartbeat_now: tokio::sync::Notify,
+    /// This node's runs that it recorded abandoned itself (its heartbeat had run out), to be
+    /// retried once it has heartbeated again: the store takes no claim, a retry's included,
+    /// from a node that was rescued and is not back.
+    abandoned_here: Mutex<Vec<Run>>,
 }
 
 impl Membership {
@@ -52,7 +56,14 @@ impl Membership {
             members: Mutex::new(Arc::new(Vec::new())),
             maintainer: AtomicBool::new(!shared),
             heartbeat_now: tokio::sync::Notify::new(),
+            abandoned_here: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Queues a run this node recorded abandoned, to be retried after its next heartbeat.
+    pub(super) fn abandoned_here(&self, run: Run) {
+        self.abandoned_here.lock().unwrap().push(run);
+        self.heartbeat_soon();
     }
 
     pub(super) fn epoch(&self) -> u64 {
@@ -128,6 +139,10 @@ impl Inner {
         let mut joined = false;
         loop {
             let now = self.clock.now();
+            // This node's own runs, if it rescued itself: retried once it has heartbeated
+            // again (the store refuses claims, retries too, of a node rescued and not back).
+            let mut rescued_here = None;
+            let mut heartbeated = false;
             {
                 // No claim is made while this node decides whether its claims still hold.
                 let _claiming = self.claiming.lock().await;
@@ -140,10 +155,11 @@ impl Inner {
                         node,
                         "this node's heartbeat ran out; its earlier claims are given up"
                     );
-                    self.rescue(&node, now).await;
+                    rescued_here = self.rescued_runs(&node, now).await;
                 }
                 match self.store.heartbeat(&node, now, now + lease).await {
                     Ok(alive) => {
+                        heartbeated = true;
                         if joined && !alive {
                             // Presumed dead, and perhaps rescued, in the meantime.
                             self.membership.epoch.fetch_add(1, Ordering::SeqCst);
@@ -154,6 +170,15 @@ impl Inner {
                             .store((now + lease).as_microsecond(), Ordering::SeqCst);
                     }
                     Err(e) => tracing::warn!(error = %e, "cannot heartbeat; retrying"),
+                }
+            }
+            if let Some(runs) = rescued_here {
+                self.membership.abandoned_here.lock().unwrap().extend(runs);
+            }
+            if heartbeated {
+                let runs = std::mem::take(&mut *self.membership.abandoned_here.lock().unwrap());
+                if !runs.is_empty() {
+                    self.retry_abandoned(runs).await;
                 }
             }
             match self.store.live_nodes(now).await {
@@ -225,12 +250,20 @@ impl Inner {
     /// Rescues `node`'s runs if its heartbeat ran out: they are recorded abandoned and retried
     /// here, per their jobs' retry policy.
     async fn rescue(self: &Arc<Self>, node: &str, now: Timestamp) {
+        if let Some(runs) = self.rescued_runs(node, now).await {
+            self.retry_abandoned(runs).await;
+        }
+    }
+
+    /// Records `node`'s unfinished runs abandoned if its heartbeat ran out, and returns them
+    /// (to be retried per policy).
+    async fn rescued_runs(&self, node: &str, now: Timestamp) -> Option<Vec<Run>> {
         let runs = match self.store.rescue_node(node, now).await {
             Ok(Some(runs)) => runs,
-            Ok(None) => return,
+            Ok(None) => return None,
             Err(e) => {
                 tracing::warn!(node, error = %e, "cannot rescue a dead node's runs");
-                return;
+                return None;
             }
         };
         tracing::warn!(
@@ -238,7 +271,7 @@ impl Inner {
             runs = runs.len(),
             "node presumed dead; its unfinished runs are abandoned and retried per policy"
         );
-        self.retry_abandoned(runs).await;
+        Some(runs)
     }
 }
 

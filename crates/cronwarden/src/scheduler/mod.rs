@@ -191,11 +191,14 @@ impl Plan {
 struct Starting(Arc<tokio::sync::watch::Sender<usize>>);
 
 impl Starting {
-    /// Gives up this share, then waits until every slice of the instant has given up its own.
+    /// Gives up this share, then waits until every slice of the instant has given up its own,
+    /// or for a second at most: a job whose first poll blocks its thread (a bug in the job)
+    /// must not hold back the runs of the other slices for good.
     async fn done(self) {
         let mut left = self.0.subscribe();
         drop(self);
-        let _ = left.wait_for(|left| *left == 0).await;
+        let all_done = left.wait_for(|left| *left == 0);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), all_done).await;
     }
 }
 
@@ -1241,8 +1244,7 @@ impl Inner {
         self.clock.sleep_until(at).await;
         if let Some((status, reason)) = self.release_refused(epoch) {
             for ticket in slices.into_iter().flat_map(|slice| slice.tickets) {
-                self.finish(ticket.run, status, None, Some(reason.to_owned()), None)
-                    .await;
+                self.refused(ticket.run, status, reason).await;
             }
             return;
         }
@@ -1315,6 +1317,22 @@ impl Inner {
         }
     }
 
+    /// Records a run that may not start (see [`Self::release_refused`]). One this node
+    /// abandoned itself is retried per policy after its next heartbeat (and announced then).
+    async fn refused(&self, run: Run, status: RunStatus, reason: &str) {
+        if status == RunStatus::Abandoned {
+            if let Some(done) = self
+                .record_result(run, status, None, Some(reason.to_owned()), None)
+                .await
+            {
+                self.membership.abandoned_here(done);
+            }
+        } else {
+            self.finish(run, status, None, Some(reason.to_owned()), None)
+                .await;
+        }
+    }
+
     /// Why runs claimed under `epoch` may not start now, if they may not: the status and
     /// reason to record them with instead.
     fn release_refused(&self, epoch: u64) -> Option<(RunStatus, &'static str)> {
@@ -1376,8 +1394,7 @@ impl Inner {
     async fn release(self: Arc<Self>, run: Run, claimed_under: Arc<JobSpec>, epoch: u64) {
         self.clock.sleep_until(run.scheduled_at).await;
         if let Some((status, reason)) = self.release_refused(epoch) {
-            self.finish(run, status, None, Some(reason.to_owned()), None)
-                .await;
+            self.refused(run, status, reason).await;
             return;
         }
         let admission = {
