@@ -6,7 +6,6 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -240,28 +239,31 @@ async fn a_dead_nodes_runs_are_abandoned_and_retried_by_a_live_node() {
     );
 }
 
-#[tokio::test]
-async fn a_node_whose_heartbeat_ran_out_does_not_start_what_it_claimed_before() {
-    // As a node stopped (SIGSTOP) past its lease and resumed: its claimed fire must not run
-    // there; it is recorded abandoned (and retried per policy, here: no retries).
-    let Some(db) = TestDatabase::create().await else {
-        return;
-    };
+/// A node "sleeper" on a test clock, with `nightly` (due at 03:00) stored, and the fire of
+/// 03:00 claimed ahead; then the process "sleeps" 30 s, as a node stopped (SIGSTOP) past its
+/// lease and resumed: past its 2 s lease, past the fire. Returns the node, its store, its
+/// event stream (subscribed before it started) and what the `work` handler ran.
+async fn sleeper_past_its_lease(
+    db: &TestDatabase,
+    nightly: JobSpec,
+) -> (
+    Scheduler,
+    Arc<PostgresStore>,
+    tokio::sync::broadcast::Receiver<SchedulerEvent>,
+    Arc<std::sync::Mutex<Vec<(String, Timestamp)>>>,
+) {
     let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
     let clock = TestClock::new(t0);
     let executed = Arc::new(std::sync::Mutex::new(Vec::new()));
     let (scheduler, store) = node(
-        &db,
+        db,
         "sleeper",
         Arc::new(clock.clone()),
         counting(executed.clone()),
     )
     .await;
-    store
-        .upsert_job(&job("nightly", Some("0 0 3 * * *")), t0)
-        .await
-        .unwrap();
-    let mut events = scheduler.subscribe();
+    store.upsert_job(&nightly, t0).await.unwrap();
+    let events = scheduler.subscribe();
     scheduler.start();
     // Joined (first heartbeat) and the fire of 03:00 claimed ahead, at 02:59:59.6.
     let heartbeats = || async { store.live_nodes(clock.now()).await.unwrap() == ["sleeper"] };
@@ -279,18 +281,26 @@ async fn a_node_whose_heartbeat_ran_out_does_not_start_what_it_claimed_before() 
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     clock.advance(SignedDuration::from_millis(600));
-    let claimed = AtomicUsize::new(0);
-    while claimed.load(Ordering::SeqCst) == 0 {
-        let runs = all_runs(&store).await;
-        claimed.store(runs.len(), Ordering::SeqCst);
+    while all_runs(&store).await.is_empty() {
         assert!(
             std::time::Instant::now() < give_up + Duration::from_secs(10),
             "not claimed"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    // The process "sleeps" 30 s: past its 2 s lease, past the fire.
     clock.advance(SignedDuration::from_secs(30));
+    (scheduler, store, events, executed)
+}
+
+#[tokio::test]
+async fn a_node_whose_heartbeat_ran_out_does_not_start_what_it_claimed_before() {
+    // Its claimed fire must not run there; it is recorded abandoned (and retried per policy,
+    // here: no retries).
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let (scheduler, _store, mut events, executed) =
+        sleeper_past_its_lease(&db, job("nightly", Some("0 0 3 * * *"))).await;
     let abandoned = loop {
         let event = tokio::time::timeout(Duration::from_secs(10), events.recv())
             .await
@@ -316,49 +326,9 @@ async fn a_node_whose_heartbeat_ran_out_retries_what_it_claimed_before_once_back
     let Some(db) = TestDatabase::create().await else {
         return;
     };
-    let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
-    let clock = TestClock::new(t0);
-    let executed = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let (scheduler, store) = node(
-        &db,
-        "sleeper",
-        Arc::new(clock.clone()),
-        counting(executed.clone()),
-    )
-    .await;
     let mut nightly = job("nightly", Some("0 0 3 * * *"));
     nightly.retry.max_attempts = 2;
-    store.upsert_job(&nightly, t0).await.unwrap();
-    let mut events = scheduler.subscribe();
-    scheduler.start();
-    // Joined (first heartbeat) and the fire of 03:00 claimed ahead, at 02:59:59.6.
-    let heartbeats = || async { store.live_nodes(clock.now()).await.unwrap() == ["sleeper"] };
-    let give_up = std::time::Instant::now() + Duration::from_secs(10);
-    while !heartbeats().await {
-        assert!(std::time::Instant::now() < give_up);
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    // On to 02:59:59, and the heartbeat catches up (a node claims only while its heartbeat is
-    // current); then to 02:59:59.6, when the fire is claimed.
-    let before = "2026-01-01T02:59:59Z".parse::<Timestamp>().unwrap();
-    clock.advance(before.duration_since(t0));
-    while !heartbeats().await {
-        assert!(std::time::Instant::now() < give_up + Duration::from_secs(10));
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    clock.advance(SignedDuration::from_millis(600));
-    let claimed = AtomicUsize::new(0);
-    while claimed.load(Ordering::SeqCst) == 0 {
-        let runs = all_runs(&store).await;
-        claimed.store(runs.len(), Ordering::SeqCst);
-        assert!(
-            std::time::Instant::now() < give_up + Duration::from_secs(10),
-            "not claimed"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    // The process "sleeps" 30 s: past its 2 s lease, past the fire.
-    clock.advance(SignedDuration::from_secs(30));
+    let (scheduler, store, mut events, executed) = sleeper_past_its_lease(&db, nightly).await;
     let retry = loop {
         let event = tokio::time::timeout(Duration::from_secs(10), events.recv())
             .await

@@ -38,6 +38,20 @@ fn rust_job(name: &str, schedule: Option<&str>) -> JobSpec {
     )
 }
 
+/// `count` jobs due every minute (`{handler}-000`, ...), all running the Rust job `handler`:
+/// a busy instant.
+fn every_minute(handler: &str, count: usize) -> Vec<JobSpec> {
+    (0..count)
+        .map(|i| {
+            let mut job = rust_job(&format!("{handler}-{i:03}"), Some("* * * * *"));
+            job.action = Action::Rust {
+                handler: handler.to_owned(),
+            };
+            job
+        })
+        .collect()
+}
+
 /// A scheduler on a fresh in-memory store and a test clock standing at `T0`.
 struct Harness {
     scheduler: Scheduler,
@@ -48,10 +62,15 @@ struct Harness {
 
 impl Harness {
     async fn new(jobs: Vec<JobSpec>, rust: RustJobs) -> Harness {
+        Harness::configured(jobs, rust, SchedulerConfig::default()).await
+    }
+
+    /// [`Harness::new`] with settings of the test's own.
+    async fn configured(jobs: Vec<JobSpec>, rust: RustJobs, config: SchedulerConfig) -> Harness {
         Harness::with(
             jobs,
             rust,
-            SchedulerConfig::default(),
+            config,
             Arc::new(temp_store().await),
             TestClock::new(ts(T0)),
         )
@@ -660,14 +679,7 @@ async fn the_global_limit_bounds_runs_at_once() {
         max_concurrent_runs: 2,
         ..SchedulerConfig::default()
     };
-    let mut h = Harness::with(
-        jobs,
-        rust,
-        config,
-        Arc::new(temp_store().await),
-        TestClock::new(ts(T0)),
-    )
-    .await;
+    let mut h = Harness::configured(jobs, rust, config).await;
     h.advance(secs(60)).await;
     h.started().await;
     h.started().await;
@@ -1257,15 +1269,7 @@ impl cronwarden::executor::RustJob for PanicsBeforeItsFuture {
 #[tokio::test]
 async fn a_job_panicking_before_its_future_fails_its_own_run_only() {
     const STEADY: usize = 300; // more than one slice of an instant
-    let mut jobs: Vec<JobSpec> = (0..STEADY)
-        .map(|i| {
-            let mut job = rust_job(&format!("steady-{i:03}"), Some("* * * * *"));
-            job.action = Action::Rust {
-                handler: "steady".into(),
-            };
-            job
-        })
-        .collect();
+    let mut jobs = every_minute("steady", STEADY);
     jobs.push(rust_job("explodes", Some("* * * * *")));
     let rust = RustJobs::new()
         .register("explodes", PanicsBeforeItsFuture)
@@ -1274,14 +1278,7 @@ async fn a_job_panicking_before_its_future_fails_its_own_run_only() {
         max_concurrent_runs: 1_000,
         ..SchedulerConfig::default()
     };
-    let mut h = Harness::with(
-        jobs,
-        rust,
-        config,
-        Arc::new(temp_store().await),
-        TestClock::new(ts(T0)),
-    )
-    .await;
+    let mut h = Harness::configured(jobs, rust, config).await;
     h.advance(secs(60)).await;
     let mut failed = Vec::new();
     for _ in 0..=STEADY {
@@ -1574,15 +1571,7 @@ async fn nothing_is_written_while_the_runs_of_an_instant_are_starting() {
                 }
             }
         });
-    let mut jobs: Vec<JobSpec> = (0..QUICK)
-        .map(|i| {
-            let mut job = rust_job(&format!("quick-{i:03}"), Some("* * * * *"));
-            job.action = Action::Rust {
-                handler: "quick".into(),
-            };
-            job
-        })
-        .collect();
+    let mut jobs = every_minute("quick", QUICK);
     // Last in name order: claimed last, so in the instant's last slice.
     jobs.push(rust_job("stalls", Some("* * * * *")));
     let clock = TestClock::new(ts(T0));

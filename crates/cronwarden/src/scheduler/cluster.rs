@@ -139,9 +139,6 @@ impl Inner {
         let mut joined = false;
         loop {
             let now = self.clock.now();
-            // This node's own runs, if it rescued itself: retried once it has heartbeated
-            // again (the store refuses claims, retries too, of a node rescued and not back).
-            let mut rescued_here = None;
             let mut heartbeated = false;
             {
                 // No claim is made while this node decides whether its claims still hold.
@@ -155,7 +152,10 @@ impl Inner {
                         node,
                         "this node's heartbeat ran out; its earlier claims are given up"
                     );
-                    rescued_here = self.rescued_runs(&node, now).await;
+                    // Its own runs: retried once it has heartbeated again (below).
+                    if let Some(runs) = self.rescued_runs(&node, now).await {
+                        self.membership.abandoned_here.lock().unwrap().extend(runs);
+                    }
                 }
                 match self.store.heartbeat(&node, now, now + lease).await {
                     Ok(alive) => {
@@ -171,9 +171,6 @@ impl Inner {
                     }
                     Err(e) => tracing::warn!(error = %e, "cannot heartbeat; retrying"),
                 }
-            }
-            if let Some(runs) = rescued_here {
-                self.membership.abandoned_here.lock().unwrap().extend(runs);
             }
             if heartbeated {
                 let runs = std::mem::take(&mut *self.membership.abandoned_here.lock().unwrap());

@@ -19,6 +19,7 @@
 mod cluster;
 mod recorder;
 mod runner;
+mod shares;
 
 use self::runner::{Admission, Release, StartBatch};
 
@@ -182,29 +183,6 @@ impl Plan {
             catch_up,
             on_time,
         }
-    }
-}
-
-/// A slice's share of the count of an instant's slices still starting their runs. A slice
-/// gives it up when its runs have begun, or if it fails: a slice that waits for the others
-/// never waits for one that will not come.
-struct Starting(Arc<tokio::sync::watch::Sender<usize>>);
-
-impl Starting {
-    /// Gives up this share, then waits until every slice of the instant has given up its own,
-    /// or for a second at most: a job whose first poll blocks its thread (a bug in the job)
-    /// must not hold back the runs of the other slices for good.
-    async fn done(self) {
-        let mut left = self.0.subscribe();
-        drop(self);
-        let all_done = left.wait_for(|left| *left == 0);
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), all_done).await;
-    }
-}
-
-impl Drop for Starting {
-    fn drop(&mut self) {
-        self.0.send_modify(|left| *left -= 1);
     }
 }
 
@@ -1250,15 +1228,15 @@ impl Inner {
         }
         // No run's task is woken until every run of the instant has begun: woken earlier,
         // they would take the cores (and the job table's lock) from the runs still to start.
-        let starting = Arc::new(tokio::sync::watch::Sender::new(slices.len()));
-        // Nor is anything written to the store meanwhile; the last slice lets the recorder go.
-        let hold = self
-            .recorder
-            .get()
-            .map(|recorder| Arc::new(recorder.hold()));
+        // Each slice holds a share of the instant's slices until its runs have begun (or it
+        // failed), then waits for the others' (a second at most: a job whose first poll blocks
+        // its thread, a bug in the job, must not hold back the other slices for good).
+        let starting = shares::Shares::new();
         for slice in slices {
-            let (inner, hold) = (self.clone(), hold.clone());
-            let starting = Starting(starting.clone());
+            let inner = self.clone();
+            let starting = starting.share();
+            // Nor is anything written to the store until every slice is done.
+            let hold = self.recorder.get().map(|recorder| recorder.hold());
             self.tasks.spawn(async move {
                 let _hold = hold;
                 // Decided under the lock, carried out after it: the other workers' slices wait
@@ -1288,7 +1266,9 @@ impl Inner {
                     releases.push((ticket.start, release));
                 }
                 batch.send(&inner);
-                starting.done().await;
+                starting
+                    .give_back_and_wait(std::time::Duration::from_secs(1))
+                    .await;
                 for (start, release) in releases {
                     if let Err(release) = start.send(release) {
                         // Its task is gone (the runtime is shutting down): carry it out anew.

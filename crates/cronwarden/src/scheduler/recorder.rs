@@ -13,9 +13,11 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+use super::shares::{self, Share, Shares};
 
 use crate::store::{FinishRun, StartRun, Store, StoreError};
 
@@ -43,17 +45,8 @@ impl Record {
 #[derive(Clone)]
 pub(super) struct Recorder {
     records: mpsc::UnboundedSender<Record>,
-    /// How many holds are on (see [`Recorder::hold`]).
-    holds: Arc<watch::Sender<usize>>,
-}
-
-/// While a hold is on, the recorder writes nothing (see [`Recorder::hold`]).
-pub(super) struct Hold(Arc<watch::Sender<usize>>);
-
-impl Drop for Hold {
-    fn drop(&mut self) {
-        self.0.send_modify(|holds| *holds -= 1);
-    }
+    /// The holds that are on (see [`Recorder::hold`]).
+    holds: Arc<Shares>,
 }
 
 /// The recorder's task: write until stopped, then write what is left.
@@ -67,8 +60,8 @@ pub(super) fn spawn(
     stopping: CancellationToken,
 ) -> (Recorder, JoinHandle<()>) {
     let (records, mut inbox) = mpsc::unbounded_channel();
-    let holds = Arc::new(watch::Sender::new(0));
-    let mut held = holds.subscribe();
+    let holds = Arc::new(Shares::new());
+    let mut held = holds.watch();
     let task = tokio::spawn(async move {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         loop {
@@ -101,7 +94,7 @@ pub(super) fn spawn(
                 gather(&mut inbox, &mut batch, &stop).await;
             }
             // Not while runs are being started (at most `HOLD_LIMIT`).
-            let _ = tokio::time::timeout(HOLD_LIMIT, held.wait_for(|holds| *holds == 0)).await;
+            shares::all_back(&mut held, HOLD_LIMIT).await;
             write(&*store, &mut batch, &stopping).await;
         }
     });
@@ -209,9 +202,8 @@ impl Recorder {
     /// Holds off writing until the hold is dropped (for at most `HOLD_LIMIT` at a time):
     /// SQLite writes on a thread of its own, and on two cores, a write while thousands of runs
     /// start takes a core from them for milliseconds. Records are still taken meanwhile.
-    pub(super) fn hold(&self) -> Hold {
-        self.holds.send_modify(|holds| *holds += 1);
-        Hold(self.holds.clone())
+    pub(super) fn hold(&self) -> Share {
+        self.holds.share()
     }
 
     /// Queues a start record.

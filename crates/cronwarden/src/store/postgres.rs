@@ -384,12 +384,10 @@ impl PostgresStore {
         .bind(&nodes)
         .fetch_all(&mut *tx)
         .await?;
-        let rescued: Vec<&String> = registered
+        if let Some((node, _)) = registered
             .iter()
-            .filter(|(_, rescued_at)| rescued_at.is_some())
-            .map(|(name, _)| name)
-            .collect();
-        if let Some(node) = rescued.first() {
+            .find(|(_, rescued_at)| rescued_at.is_some())
+        {
             return Err(StoreError::Database(rescued_claim(node)).into());
         }
         for chunk in order.chunks(BATCH_ROWS) {

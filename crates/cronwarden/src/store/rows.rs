@@ -11,52 +11,17 @@ use sqlx::{ColumnIndex, Decode, Row, Type};
 use super::{ClaimFire, JobRecord, JobStats, JobSummary, RunRequest, StoreError};
 use crate::model::{ApiToken, AuditEntry, JobName, Role, Run, RunId, RunStatus, Trigger};
 
-/// A row read by column name, with the column types the stores use. Implemented for the rows
-/// of every sqlx database that decodes those types.
+/// A row read by column name, in the column types the stores use. Implemented for the rows of
+/// every sqlx database that decodes those types; a value that does not decode is corruption,
+/// reported with its column.
 pub(super) trait Columns {
-    /// The value of `column`, decoded as `T`; a value that does not decode is corruption.
-    fn get<T: Decodable>(&self, column: &str) -> Result<T, StoreError>
-    where
-        Self: Sized;
+    fn int(&self, column: &str) -> Result<i64, StoreError>;
+    fn opt_int(&self, column: &str) -> Result<Option<i64>, StoreError>;
+    fn opt_small_int(&self, column: &str) -> Result<Option<i32>, StoreError>;
+    fn flag(&self, column: &str) -> Result<bool, StoreError>;
+    fn text(&self, column: &str) -> Result<String, StoreError>;
+    fn opt_text(&self, column: &str) -> Result<Option<String>, StoreError>;
 }
-
-/// The column types the stores read: integers, text and flags, or none.
-pub(super) trait Decodable: Sized {
-    fn from_row<R: Row>(row: &R, column: &str) -> Result<Self, sqlx::Error>
-    where
-        for<'c> &'c str: ColumnIndex<R>,
-        for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> i32: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> String: Decode<'r, R::Database> + Type<R::Database>;
-}
-
-macro_rules! decodable {
-    ($($t:ty),*) => {$(
-        impl Decodable for $t {
-            fn from_row<R: Row>(row: &R, column: &str) -> Result<Self, sqlx::Error>
-            where
-                for<'c> &'c str: ColumnIndex<R>,
-                for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-                for<'r> i32: Decode<'r, R::Database> + Type<R::Database>,
-                for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
-                for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-            {
-                row.try_get(column)
-            }
-        }
-    )*};
-}
-
-decodable!(
-    i64,
-    i32,
-    bool,
-    String,
-    Option<i64>,
-    Option<i32>,
-    Option<String>
-);
 
 impl<R: Row> Columns for R
 where
@@ -66,9 +31,28 @@ where
     for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
 {
-    fn get<T: Decodable>(&self, column: &str) -> Result<T, StoreError> {
-        T::from_row(self, column).map_err(|e| StoreError::Corrupt(format!("column {column}: {e}")))
+    fn int(&self, column: &str) -> Result<i64, StoreError> {
+        decoded(self.try_get(column), column)
     }
+    fn opt_int(&self, column: &str) -> Result<Option<i64>, StoreError> {
+        decoded(self.try_get(column), column)
+    }
+    fn opt_small_int(&self, column: &str) -> Result<Option<i32>, StoreError> {
+        decoded(self.try_get(column), column)
+    }
+    fn flag(&self, column: &str) -> Result<bool, StoreError> {
+        decoded(self.try_get(column), column)
+    }
+    fn text(&self, column: &str) -> Result<String, StoreError> {
+        decoded(self.try_get(column), column)
+    }
+    fn opt_text(&self, column: &str) -> Result<Option<String>, StoreError> {
+        decoded(self.try_get(column), column)
+    }
+}
+
+fn decoded<T>(value: Result<T, sqlx::Error>, column: &str) -> Result<T, StoreError> {
+    value.map_err(|e| StoreError::Corrupt(format!("column {column}: {e}")))
 }
 
 /// An instant as stored: microseconds since the Unix epoch.
@@ -103,59 +87,59 @@ pub(super) fn fencing_token() -> i64 {
 
 /// A run, from a row of the columns `RUN_COLUMNS` names.
 pub(super) fn run_from_row(row: &impl Columns) -> Result<Run, StoreError> {
-    let job: String = row.get("job")?;
-    let trigger: String = row.get("trigger")?;
-    let status: String = row.get("status")?;
+    let job = row.text("job")?;
+    let trigger = row.text("trigger")?;
+    let status = row.text("status")?;
     Ok(Run {
-        id: RunId(row.get("id")?),
+        id: RunId(row.int("id")?),
         job: JobName::new(job).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        scheduled_at: instant(row.get("scheduled_at")?)?,
+        scheduled_at: instant(row.int("scheduled_at")?)?,
         trigger: Trigger::from_str(&trigger).map_err(StoreError::Corrupt)?,
-        attempt: row.get::<i64>("attempt")? as u32,
+        attempt: row.int("attempt")? as u32,
         status: RunStatus::from_str(&status).map_err(StoreError::Corrupt)?,
-        node: row.get("node")?,
-        fencing_token: row.get("fencing_token")?,
-        started_at: opt_instant(row.get("started_at")?)?,
-        finished_at: opt_instant(row.get("finished_at")?)?,
-        exit_code: row.get("exit_code")?,
-        error: row.get("error")?,
-        output: row.get("output")?,
+        node: row.text("node")?,
+        fencing_token: row.int("fencing_token")?,
+        started_at: opt_instant(row.opt_int("started_at")?)?,
+        finished_at: opt_instant(row.opt_int("finished_at")?)?,
+        exit_code: row.opt_small_int("exit_code")?,
+        error: row.opt_text("error")?,
+        output: row.opt_text("output")?,
     })
 }
 
 pub(super) fn job_from_row(row: &impl Columns) -> Result<JobRecord, StoreError> {
-    let spec: String = row.get("spec")?;
+    let spec = row.text("spec")?;
     Ok(JobRecord {
         spec: serde_json::from_str(&spec)
             .map_err(|e| StoreError::Corrupt(format!("job spec: {e}")))?,
-        version: row.get("version")?,
-        created_at: instant(row.get("created_at")?)?,
-        updated_at: instant(row.get("updated_at")?)?,
-        paused: row.get("paused")?,
-        last_fire: opt_instant(row.get("last_fire_at")?)?,
+        version: row.int("version")?,
+        created_at: instant(row.int("created_at")?)?,
+        updated_at: instant(row.int("updated_at")?)?,
+        paused: row.opt_text("paused")?,
+        last_fire: opt_instant(row.opt_int("last_fire_at")?)?,
     })
 }
 
 pub(super) fn token_from_row(row: &impl Columns) -> Result<ApiToken, StoreError> {
-    let role: String = row.get("role")?;
+    let role = row.text("role")?;
     Ok(ApiToken {
-        id: row.get("id")?,
-        name: row.get("name")?,
+        id: row.int("id")?,
+        name: row.text("name")?,
         role: Role::from_str(&role).map_err(StoreError::Corrupt)?,
-        created_at: instant(row.get("created_at")?)?,
-        revoked_at: opt_instant(row.get("revoked_at")?)?,
+        created_at: instant(row.int("created_at")?)?,
+        revoked_at: opt_instant(row.opt_int("revoked_at")?)?,
     })
 }
 
 pub(super) fn audit_from_row(row: &impl Columns) -> Result<AuditEntry, StoreError> {
-    let detail: Option<String> = row.get("detail")?;
+    let detail = row.opt_text("detail")?;
     Ok(AuditEntry {
-        id: row.get("id")?,
-        at: instant(row.get("at")?)?,
-        actor: row.get("actor")?,
-        source: row.get("source")?,
-        action: row.get("action")?,
-        target: row.get("target")?,
+        id: row.int("id")?,
+        at: instant(row.int("at")?)?,
+        actor: row.text("actor")?,
+        source: row.opt_text("source")?,
+        action: row.text("action")?,
+        target: row.opt_text("target")?,
         detail: detail
             .map(|d| serde_json::from_str(&d))
             .transpose()
@@ -173,10 +157,10 @@ pub(super) fn stats_from_rows<'a, R: Columns + 'a>(
     // Failures count as consecutive until the newest success.
     let mut streak_open = true;
     for row in rows {
-        let status: String = row.get("status")?;
+        let status = row.text("status")?;
         let status = RunStatus::from_str(&status).map_err(StoreError::Corrupt)?;
-        let started = opt_instant(row.get("started_at")?)?;
-        let finished = opt_instant(row.get("finished_at")?)?;
+        let started = opt_instant(row.opt_int("started_at")?)?;
+        let finished = opt_instant(row.opt_int("finished_at")?)?;
         stats.runs += 1;
         match status {
             RunStatus::Succeeded => {
@@ -208,25 +192,25 @@ pub(super) fn stats_from_rows<'a, R: Columns + 'a>(
 }
 
 pub(super) fn summary_from_row(row: &impl Columns) -> Result<JobSummary, StoreError> {
-    let name: String = row.get("name")?;
+    let name = row.text("name")?;
     Ok(JobSummary {
         name: JobName::new(name).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        enabled: row.get("fires")?,
-        paused: row.get("paused")?,
-        version: row.get("version")?,
-        created_at: instant(row.get("created_at")?)?,
-        updated_at: instant(row.get("updated_at")?)?,
-        spec_json: row.get("spec")?,
+        enabled: row.flag("fires")?,
+        paused: row.opt_text("paused")?,
+        version: row.int("version")?,
+        created_at: instant(row.int("created_at")?)?,
+        updated_at: instant(row.int("updated_at")?)?,
+        spec_json: row.text("spec")?,
     })
 }
 
 pub(super) fn request_from_row(row: &impl Columns) -> Result<RunRequest, StoreError> {
-    let job: String = row.get("job")?;
+    let job = row.text("job")?;
     Ok(RunRequest {
-        id: row.get("id")?,
+        id: row.int("id")?,
         job: JobName::new(job).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        requested_at: instant(row.get("requested_at")?)?,
-        requested_by: row.get("requested_by")?,
+        requested_at: instant(row.int("requested_at")?)?,
+        requested_by: row.text("requested_by")?,
     })
 }
 
@@ -236,11 +220,11 @@ pub(super) type ClaimKey = (String, i64, u32);
 
 pub(super) fn claim_from_row(row: &impl Columns) -> Result<(ClaimKey, (RunId, i64)), StoreError> {
     let key = (
-        row.get("job")?,
-        row.get("scheduled_at")?,
-        row.get::<i64>("attempt")? as u32,
+        row.text("job")?,
+        row.int("scheduled_at")?,
+        row.int("attempt")? as u32,
     );
-    Ok((key, (RunId(row.get("id")?), row.get("fencing_token")?)))
+    Ok((key, (RunId(row.int("id")?), row.int("fencing_token")?)))
 }
 
 /// The run a successful claim created: `queued`, on the claiming node.
