@@ -6,10 +6,12 @@
 //! fails it: CI has the servers, and a skipped test there would pass unnoticed.
 
 mod dirs;
+mod disk;
 
 use std::time::Duration;
 
 pub use self::dirs::{scratch_dir, TestDir};
+pub use self::disk::SmallDisk;
 
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
@@ -53,7 +55,7 @@ pub fn unique(prefix: &str) -> String {
 }
 
 /// `None` after saying why the test is skipped; under `CI=true`, fails the test instead.
-fn unavailable<T>(message: &str) -> Option<T> {
+pub(crate) fn unavailable<T>(message: &str) -> Option<T> {
     if std::env::var("CI").as_deref() == Ok("true") {
         panic!("{message}");
     }

@@ -59,7 +59,7 @@ struct Health {
     status: &'static str,
 }
 
-/// Readiness: the store answers.
+/// Readiness: the store answers and takes writes, the scheduler's loop runs.
 #[utoipa::path(get, path = "/readyz", tag = "health", security(("bearer" = [])), extensions(("x-required-role" = json!("viewer"))),
     responses(
         (status = 200, description = "ready", body = Readiness),
@@ -71,7 +71,12 @@ async fn readyz(_caller: Caller, State(state): Shared) -> (StatusCode, Json<Read
     let store = state.store.change_seq().await;
     let latency_ms = Timestamp::now().duration_since(started).as_secs_f64() * 1000.0;
     let health = state.scheduler.health();
-    let ready = store.is_ok() && health.loop_running && health.recovered;
+    // A store that answers reads may still refuse every write (a full disk): what the
+    // scheduler's latest writes found counts too.
+    let ready = store.is_ok()
+        && health.store_writes_failing.is_none()
+        && health.loop_running
+        && health.recovered;
     let status = if ready {
         StatusCode::OK
     } else {
@@ -88,6 +93,11 @@ async fn readyz(_caller: Caller, State(state): Shared) -> (StatusCode, Json<Read
             loop_running: health.loop_running,
             recovered: health.recovered,
             loop_lag_ms: health.loop_lag.as_secs_f64() * 1000.0,
+            store_writes: match &health.store_writes_failing {
+                None => "ok".to_owned(),
+                Some(failure) => format!("failing since {}: {}", failure.since, failure.error),
+            },
+            unwritten_results: health.unwritten_results,
         }),
     )
 }
@@ -108,6 +118,11 @@ struct Readiness {
     recovered: bool,
     /// How late the loop last woke for a deadline.
     loop_lag_ms: f64,
+    /// `ok` when the scheduler's latest write to the store (a claim, a start, a result) went
+    /// through; otherwise since when writes fail, and why.
+    store_writes: String,
+    /// Run results held in memory until the store takes them.
+    unwritten_results: u64,
 }
 
 /// This API's OpenAPI 3.1 document.

@@ -20,8 +20,10 @@ mod cluster;
 mod recorder;
 mod runner;
 mod shares;
+mod writes;
 
 use self::runner::{Admission, Release, StartBatch};
+pub use self::writes::WriteFailure;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -110,7 +112,7 @@ pub enum SchedulerEvent {
 }
 
 /// The loop's health, for readiness checks.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Health {
     /// The loop is running (not stopped, not crashed).
     pub loop_running: bool,
@@ -118,6 +120,11 @@ pub struct Health {
     pub recovered: bool,
     /// How late the loop last woke for a deadline.
     pub loop_lag: SignedDuration,
+    /// Since when the store refuses this scheduler's writes (claims, starts, results), and
+    /// why; `None` when the latest write went through.
+    pub store_writes_failing: Option<WriteFailure>,
+    /// Results held in memory until the store takes them.
+    pub unwritten_results: u64,
 }
 
 /// What happened to a job.
@@ -367,6 +374,8 @@ pub(crate) struct Inner {
     subscribed: std::sync::atomic::AtomicBool,
     /// Batches run records; set when the scheduler starts.
     recorder: OnceLock<recorder::Recorder>,
+    /// How the latest writes to the store went (for readiness).
+    store_writes: Arc<writes::StoreWrites>,
     recorder_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Stops the recorder once every run has ended (the very last step of a stop).
     stop_recorder: CancellationToken,
@@ -414,6 +423,7 @@ impl Scheduler {
                 loop_running: false.into(),
                 loop_lag_us: 0.into(),
                 recorder: OnceLock::new(),
+                store_writes: Arc::default(),
                 recorder_task: Mutex::new(None),
                 stop_recorder: CancellationToken::new(),
                 recovered: tokio::sync::watch::Sender::new(false),
@@ -441,6 +451,7 @@ impl Scheduler {
             self.inner.store.clone(),
             self.inner.stop_recorder.clone(),
             self.inner.stop_firing.clone(),
+            self.inner.store_writes.clone(),
         );
         let _ = self.inner.recorder.set(recorder);
         *self.inner.recorder_task.lock().unwrap() = Some(task);
@@ -683,6 +694,8 @@ impl Scheduler {
                     .loop_lag_us
                     .load(std::sync::atomic::Ordering::Relaxed),
             ),
+            store_writes_failing: self.inner.store_writes.failing(),
+            unwritten_results: self.inner.store_writes.unwritten(),
         }
     }
 
@@ -1113,6 +1126,7 @@ impl Inner {
         }
         let timer = std::time::Instant::now();
         let claimed = self.store.claim_fires(&claims).await;
+        self.store_writes.observe(&claimed);
         drop(claiming);
         metrics::histogram!("cronwarden_store_seconds", "op" => "claim")
             .record(timer.elapsed().as_secs_f64());

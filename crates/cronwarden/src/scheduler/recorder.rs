@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::shares::{self, Share, Shares};
+use super::writes::StoreWrites;
 
 use crate::store::{FinishRun, StartRun, Store, StoreError};
 
@@ -51,13 +52,15 @@ pub(super) struct Recorder {
 
 /// The recorder's task: write until stopped, then write what is left.
 ///
-/// A result that cannot be written (the store is out of reach) is tried again, with backoff,
-/// until it is written or refused; once `stopping` is cancelled, a few more times only, so that
-/// a stop during an outage ends.
+/// A start or result that cannot be written (the store is out of reach, its disk is full) is
+/// kept and tried again, with backoff, until it is written or refused; once `stopping` is
+/// cancelled, a few more times only, so that a stop during an outage ends. Every outcome is
+/// noted in `writes`, for readiness.
 pub(super) fn spawn(
     store: Arc<dyn Store>,
     stop: CancellationToken,
     stopping: CancellationToken,
+    writes: Arc<StoreWrites>,
 ) -> (Recorder, JoinHandle<()>) {
     let (records, mut inbox) = mpsc::unbounded_channel();
     let holds = Arc::new(Shares::new());
@@ -77,7 +80,7 @@ pub(super) fn spawn(
                     while let Ok(record) = inbox.try_recv() {
                         batch.push(record);
                     }
-                    write(&*store, &mut batch, &stopping).await;
+                    write(&*store, &mut batch, &stopping, &writes).await;
                     return;
                 }
             }
@@ -95,7 +98,7 @@ pub(super) fn spawn(
             }
             // Not while runs are being started (at most `HOLD_LIMIT`).
             shares::all_back(&mut held, HOLD_LIMIT).await;
-            write(&*store, &mut batch, &stopping).await;
+            write(&*store, &mut batch, &stopping, &writes).await;
         }
     });
     (Recorder { records, holds }, task)
@@ -133,17 +136,27 @@ async fn gather(
     }
 }
 
-async fn write(store: &dyn Store, batch: &mut Vec<Record>, stopping: &CancellationToken) {
+async fn write(
+    store: &dyn Store,
+    batch: &mut Vec<Record>,
+    stopping: &CancellationToken,
+    writes: &StoreWrites,
+) {
     if batch.is_empty() {
         return;
     }
     let timer = std::time::Instant::now();
-    write_batch(store, batch, stopping).await;
+    write_batch(store, batch, stopping, writes).await;
     metrics::histogram!("cronwarden_store_seconds", "op" => "record")
         .record(timer.elapsed().as_secs_f64());
 }
 
-async fn write_batch(store: &dyn Store, batch: &mut Vec<Record>, stopping: &CancellationToken) {
+async fn write_batch(
+    store: &dyn Store,
+    batch: &mut Vec<Record>,
+    stopping: &CancellationToken,
+    writes: &StoreWrites,
+) {
     let finishing: HashSet<_> = batch
         .iter()
         .filter_map(|r| match r {
@@ -168,7 +181,11 @@ async fn write_batch(store: &dyn Store, batch: &mut Vec<Record>, stopping: &Canc
         }
     }
     if !starts.is_empty() {
-        match store.start_runs(&starts).await {
+        let started = until_written("starts", starts.len(), stopping, writes, || {
+            store.start_runs(&starts)
+        })
+        .await;
+        match started {
             Ok(started) => {
                 for (start, ok) in starts.iter().zip(started) {
                     if !ok {
@@ -176,13 +193,21 @@ async fn write_batch(store: &dyn Store, batch: &mut Vec<Record>, stopping: &Canc
                     }
                 }
             }
+            // A start not recorded is not lost for good: the run's result carries its start.
             Err(e) => tracing::error!(error = %e, runs = starts.len(), "cannot record run starts"),
         }
     }
     if finishes.is_empty() {
         return;
     }
-    match finish_until_written(store, &finishes, stopping).await {
+    let unwritten = finishes.len() as i64;
+    writes.unwritten_add(unwritten);
+    let written = until_written("results", finishes.len(), stopping, writes, || {
+        store.finish_runs(&finishes)
+    })
+    .await;
+    writes.unwritten_add(-unwritten);
+    match written {
         Ok(recorded) => {
             for (reply, ok) in replies.into_iter().zip(recorded) {
                 // A run that stopped waiting (its task was dropped) needs no answer.
@@ -247,33 +272,40 @@ impl Recorder {
     }
 }
 
-/// Writes results, trying again with backoff while the store is out of reach: a result lost
-/// here would leave its run `running` in the store, with nobody to rescue it (its node is
-/// alive). Only a stop limits the tries.
-async fn finish_until_written(
-    store: &dyn Store,
-    finishes: &[FinishRun],
+/// Writes starts or results, trying again with backoff while the store refuses them (out of
+/// reach, a full disk): a result lost here would leave its run `running` in the store, with
+/// nobody to rescue it (its node is alive). Only a stop limits the tries.
+async fn until_written<T, W, F>(
+    what: &str,
+    runs: usize,
     stopping: &CancellationToken,
-) -> Result<Vec<bool>, StoreError> {
+    writes: &StoreWrites,
+    mut write: W,
+) -> Result<T, StoreError>
+where
+    W: FnMut() -> F,
+    F: std::future::Future<Output = Result<T, StoreError>>,
+{
     const TRIES_WHEN_STOPPING: u32 = 5;
     let mut backoff = std::time::Duration::from_millis(100);
     let mut tries_when_stopping = 0;
     loop {
-        match store.finish_runs(finishes).await {
-            Ok(recorded) => return Ok(recorded),
+        let written = write().await;
+        writes.observe(&written);
+        match written {
             Err(StoreError::Database(e)) => {
                 if stopping.is_cancelled() {
                     tries_when_stopping += 1;
                     if tries_when_stopping >= TRIES_WHEN_STOPPING {
-                        tracing::error!(error = %e, runs = finishes.len(), "cannot record run results; giving up (stopping)");
+                        tracing::error!(error = %e, runs, "cannot record run {what}; giving up (stopping)");
                         return Err(StoreError::Database(e));
                     }
                 }
-                tracing::warn!(error = %e, runs = finishes.len(), "cannot record run results yet; retrying in {backoff:?}");
+                tracing::warn!(error = %e, runs, "cannot record run {what} yet; retrying in {backoff:?}");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
             }
-            Err(e) => return Err(e),
+            other => return other,
         }
     }
 }

@@ -10,7 +10,7 @@ use jiff::Timestamp;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::SqlitePool;
+use sqlx::{Connection, SqlitePool};
 
 use super::rows::{
     self, audit_from_row, claim_from_row, claimed_run, fencing_token, job_from_row, micros,
@@ -208,6 +208,14 @@ impl SqliteStore {
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            // A write that failed part-way (a full disk, an I/O error) can leave its connection
+            // inside a transaction that SQLite or the failed COMMIT left open: back in the
+            // pool, it would hold the database's write lock, and every later write would fail
+            // with "database is locked" until a restart. Such a connection is closed instead;
+            // closing rolls the transaction back and releases the lock.
+            .after_release(|conn, _| {
+                Box::pin(async move { Ok::<_, sqlx::Error>(!conn.is_in_transaction()) })
+            })
             .connect_with(options)
             .await
             .map_err(db)?;
