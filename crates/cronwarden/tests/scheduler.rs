@@ -771,6 +771,53 @@ async fn slow_runs_do_not_shift_the_schedule() {
 }
 
 #[tokio::test]
+async fn pausing_a_job_stops_its_retries() {
+    let mut flaky = rust_job("flaky", Some("0 * * * *"));
+    flaky.retry.max_attempts = 3;
+    flaky.retry.jitter = 0.0;
+    let script = vec![
+        Err(JobError::Retryable("busy".into())),
+        Err(JobError::Retryable("busy".into())),
+        Err(JobError::Retryable("busy".into())),
+    ];
+    let mut h = Harness::new(vec![flaky], scripted("flaky", script)).await;
+    let name = JobName::new("flaky").unwrap();
+    h.advance(secs(3600)).await;
+    assert_eq!(h.finished().await.status, RunStatus::Failed);
+    // Attempt 2 is claimed, waiting for its time (10 s), when the job is paused.
+    eventually(|| async { h.runs("flaky").await.len() == 2 }).await;
+    h.scheduler.pause(&name, "flapping").await.unwrap();
+    let retry = h.finished().await;
+    assert_eq!(
+        (retry.attempt, retry.status, retry.trigger),
+        (2, RunStatus::Skipped, Trigger::Retry)
+    );
+    assert!(retry.error.unwrap().contains("paused"));
+    // Nothing more runs, however long it stays paused.
+    h.clock.advance(secs(120));
+    tokio::task::yield_now().await;
+    let runs = h.runs("flaky").await;
+    assert_eq!(
+        runs.iter()
+            .map(|r| (r.attempt, r.status))
+            .collect::<Vec<_>>(),
+        [(1, RunStatus::Failed), (2, RunStatus::Skipped)]
+    );
+
+    // A run that fails while its job is paused (an operator's manual run) is not retried.
+    h.scheduler.trigger(&name).await.unwrap();
+    let manual = h.finished().await;
+    assert_eq!(
+        (manual.status, manual.trigger),
+        (RunStatus::Failed, Trigger::Manual)
+    );
+    h.clock.advance(secs(120));
+    tokio::task::yield_now().await;
+    assert_eq!(h.runs("flaky").await.len(), 3, "no retry of a paused job");
+    h.scheduler.stop().await;
+}
+
+#[tokio::test]
 async fn stop_waits_for_runs_then_interrupts_what_is_left() {
     let gate = Arc::new(Semaphore::new(0));
     let mut h = Harness::new(

@@ -327,6 +327,9 @@ struct JobState {
     waiting: Option<Run>,
     /// Signalled whenever one of the job's runs ends.
     idle: Arc<Notify>,
+    /// Cancelled when the job stops firing (paused, disabled, deleted): its retries waiting
+    /// for their time are then recorded skipped instead of running.
+    retries: CancellationToken,
 }
 
 pub(crate) struct Inner {
@@ -871,6 +874,7 @@ impl Inner {
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let removed = self.jobs.lock().unwrap().remove(name);
         if let Some(job) = removed {
+            job.retries.cancel();
             // A run waiting behind the current one goes with the job (and its history).
             if job.waiting.is_some() {
                 metrics::gauge!("cronwarden_runs_waiting").decrement(1.0);
@@ -955,8 +959,20 @@ impl Inner {
             }
         }
         // A changed job keeps its runs in flight (and their bookkeeping).
-        let (running, waiting, idle) = match previous {
-            Some(p) => (p.running, p.waiting, p.idle),
+        let (running, waiting, idle, retries) = match previous {
+            Some(p) => {
+                // Pausing a job stops its retries too: an operator who pauses a failing job
+                // means it to stop now, not after its remaining attempts.
+                if p.spec.enabled && !spec.enabled {
+                    p.retries.cancel();
+                }
+                let retries = if p.retries.is_cancelled() {
+                    CancellationToken::new()
+                } else {
+                    p.retries
+                };
+                (p.running, p.waiting, p.idle, retries)
+            }
             None => Default::default(),
         };
         jobs.insert(
@@ -968,6 +984,7 @@ impl Inner {
                 running,
                 waiting,
                 idle,
+                retries,
             },
         );
         Ok(())

@@ -465,6 +465,14 @@ impl Inner {
         if failed.attempt >= spec.retry.max_attempts || self.stop_firing.is_cancelled() {
             return;
         }
+        // A job that does not fire now (paused, disabled, deleted) is not retried either.
+        let retries = match self.jobs.lock().unwrap().get(&failed.job) {
+            Some(job) if job.spec.enabled => job.retries.clone(),
+            _ => {
+                tracing::info!(job = %failed.job, run = %failed.id, "not retried: the job is paused, disabled or deleted");
+                return;
+            }
+        };
         let attempt = failed.attempt + 1;
         metrics::counter!("cronwarden_retries_total", "job" => failed.job.shared()).increment(1);
         let claim = ClaimFire {
@@ -496,6 +504,10 @@ impl Inner {
         self.tasks.spawn(async move {
             tokio::select! {
                 () = inner.clock.sleep_until(due) => inner.dispatch(run),
+                () = retries.cancelled() => {
+                    let reason = Some("skipped: the job was paused, disabled or deleted before this retry was due".to_owned());
+                    inner.finish(run, RunStatus::Skipped, None, reason, None).await;
+                }
                 () = inner.stop_firing.cancelled() => {
                     let reason = Some("interrupted: the scheduler stopped before this retry was due".to_owned());
                     inner.finish(run, RunStatus::Interrupted, None, reason, None).await;
