@@ -560,6 +560,186 @@ async fn misfires_skip_run_once_or_run_all() {
     on_time(&runs);
 }
 
+/// A job on `schedule` with `policy` and `grace`: it runs its fire at 00:00:01 (every-second)
+/// or 00:01 (every-minute), the scheduler is down for `down`, and comes back. Returns the
+/// job's runs once `expected` of them are final, with the instant it came back.
+async fn after_down(
+    schedule: &str,
+    policy: MisfirePolicy,
+    grace: SignedDuration,
+    first: SignedDuration,
+    down: SignedDuration,
+    expected: usize,
+) -> Vec<Run> {
+    let mut job = rust_job("frequent", Some(schedule));
+    job.misfire = policy;
+    job.misfire_grace = grace;
+    let store = Arc::new(temp_store().await);
+    let clock = TestClock::new(ts(T0));
+    let mut h = Harness::with(
+        vec![job],
+        scripted("frequent", vec![]),
+        SchedulerConfig::default(),
+        store.clone(),
+        clock.clone(),
+    )
+    .await;
+    h.advance(first).await;
+    assert_eq!(h.finished().await.status, RunStatus::Succeeded);
+    h.scheduler.stop().await;
+    clock.advance(down);
+    let h = Harness::with(
+        vec![],
+        scripted("frequent", vec![]),
+        SchedulerConfig::default(),
+        store,
+        clock,
+    )
+    .await;
+    eventually(|| async {
+        let runs = h.runs("frequent").await;
+        runs.len() >= expected && runs.iter().all(|r| r.status.is_final())
+    })
+    .await;
+    h.scheduler.stop().await;
+    h.runs("frequent").await
+}
+
+/// Each run as (second or minute of its instant, trigger, status), oldest first.
+fn outline(runs: &[Run], unit: &str) -> Vec<(String, Trigger, RunStatus)> {
+    let mut rows: Vec<_> = runs
+        .iter()
+        .map(|r| {
+            (
+                r.scheduled_at.strftime(unit).to_string(),
+                r.trigger,
+                r.status,
+            )
+        })
+        .collect();
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    rows
+}
+
+#[tokio::test]
+async fn a_short_outage_of_a_frequent_job_runs_its_latest_fire_once() {
+    use RunStatus::{Missed, Succeeded};
+    use Trigger::{CatchUp, Schedule};
+    let s = |n: &str, t, st| (n.to_owned(), t, st);
+    // Every second, grace 5 s, down from 00:00:01 to 00:00:05: 02-05 are all within the grace,
+    // and 05 supersedes the others. No fire is recorded `skipped`.
+    let runs = after_down(
+        "* * * * * *",
+        MisfirePolicy::Skip,
+        secs(5),
+        secs(1),
+        secs(4),
+        5,
+    )
+    .await;
+    assert_eq!(
+        outline(&runs, "%S"),
+        [
+            s("01", Schedule, Succeeded),
+            s("02", Schedule, Missed),
+            s("03", Schedule, Missed),
+            s("04", Schedule, Missed),
+            s("05", Schedule, Succeeded),
+        ]
+    );
+    let runs = after_down(
+        "* * * * * *",
+        MisfirePolicy::RunOnce,
+        secs(5),
+        secs(1),
+        secs(4),
+        5,
+    )
+    .await;
+    assert_eq!(
+        outline(&runs, "%S"),
+        [
+            s("01", Schedule, Succeeded),
+            s("02", Schedule, Missed),
+            s("03", Schedule, Missed),
+            s("04", CatchUp, Succeeded),
+            s("05", Schedule, Succeeded),
+        ]
+    );
+    let window = MisfirePolicy::RunAll { window: secs(2) };
+    let runs = after_down("* * * * * *", window, secs(5), secs(1), secs(4), 5).await;
+    assert_eq!(
+        outline(&runs, "%S"),
+        [
+            s("01", Schedule, Succeeded),
+            s("02", Schedule, Missed),
+            s("03", CatchUp, Succeeded),
+            s("04", CatchUp, Succeeded),
+            s("05", Schedule, Succeeded),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn the_latest_fire_runs_on_time_up_to_the_grace_and_is_a_misfire_past_it() {
+    use RunStatus::{Missed, Succeeded};
+    use Trigger::{CatchUp, Schedule};
+    let s = |n: &str, t, st| (n.to_owned(), t, st);
+    // Every minute, grace 30 s. Back at 00:02:30, the 00:02 fire is exactly 30 s late: on time.
+    for policy in [
+        MisfirePolicy::Skip,
+        MisfirePolicy::RunOnce,
+        MisfirePolicy::RunAll { window: secs(600) },
+    ] {
+        let runs = after_down("* * * * *", policy, secs(30), secs(60), secs(90), 2).await;
+        assert_eq!(
+            outline(&runs, "%M:%S"),
+            [
+                s("01:00", Schedule, Succeeded),
+                s("02:00", Schedule, Succeeded)
+            ],
+            "{policy:?}"
+        );
+    }
+    // Back at 00:02:31, it is a misfire: the policy decides.
+    let late = |policy| after_down("* * * * *", policy, secs(30), secs(60), secs(91), 2);
+    assert_eq!(
+        outline(&late(MisfirePolicy::Skip).await, "%M:%S"),
+        [
+            s("01:00", Schedule, Succeeded),
+            s("02:00", Schedule, Missed)
+        ]
+    );
+    assert_eq!(
+        outline(&late(MisfirePolicy::RunOnce).await, "%M:%S"),
+        [
+            s("01:00", Schedule, Succeeded),
+            s("02:00", CatchUp, Succeeded)
+        ]
+    );
+    assert_eq!(
+        outline(
+            &late(MisfirePolicy::RunAll { window: secs(600) }).await,
+            "%M:%S"
+        ),
+        [
+            s("01:00", Schedule, Succeeded),
+            s("02:00", CatchUp, Succeeded)
+        ]
+    );
+    // Past the window too, run_all records it missed.
+    assert_eq!(
+        outline(
+            &late(MisfirePolicy::RunAll { window: secs(30) }).await,
+            "%M:%S"
+        ),
+        [
+            s("01:00", Schedule, Succeeded),
+            s("02:00", Schedule, Missed)
+        ]
+    );
+}
+
 #[tokio::test]
 async fn runs_left_running_are_abandoned_then_retried() {
     let store = Arc::new(temp_store().await);

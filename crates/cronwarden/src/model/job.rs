@@ -264,16 +264,21 @@ pub enum OverlapPolicy {
     Replace,
 }
 
-/// What happens to fires that were due while the scheduler was down or stalled.
+/// What happens to misfires: fires that were due while the scheduler was down or stalled, and
+/// that do not run as an ordinary (late) fire. Of a job's due fires, only the latest, and only
+/// if it is at most `misfire_grace` late, runs as an ordinary fire; every other one is a
+/// misfire, earlier fires within the grace included (the latest supersedes them).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
 pub enum MisfirePolicy {
     /// Record each as `missed`; run nothing.
     Skip,
-    /// One catch-up run for all of them (the default).
+    /// One catch-up run, for the latest misfire; the others are recorded `missed` (the
+    /// default).
     #[default]
     RunOnce,
-    /// A run for each missed fire within the window before now.
+    /// A catch-up run for each misfire within the window before now, oldest first; older
+    /// ones are recorded `missed`.
     RunAll {
         /// How far back to catch up.
         window: SignedDuration,
@@ -377,7 +382,8 @@ pub struct JobSpec {
     /// What happens to fires missed while the scheduler was down.
     #[serde(default)]
     pub misfire: MisfirePolicy,
-    /// A fire later than this is a misfire (default: one minute).
+    /// The latest due fire runs as an ordinary fire if it is at most this late; later, it is
+    /// a misfire (default: one minute).
     #[serde(default = "one_minute")]
     pub misfire_grace: SignedDuration,
     /// A random delay of up to this much before each scheduled run starts.

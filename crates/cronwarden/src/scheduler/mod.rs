@@ -168,12 +168,20 @@ struct Plan {
 }
 
 impl Plan {
-    /// Fires within the job's grace period are on time; older ones were missed (the process
-    /// was down or stalled) and go through the misfire policy.
+    /// The latest due fire within the job's grace period is on time (it runs, late); older
+    /// fires were missed (the process was down, stalled, or could not reach the store) and go
+    /// through the misfire policy. So do earlier fires within the grace: the latest fire
+    /// supersedes them. A frequent job back from a short outage thus runs once on time, with
+    /// its misfire policy for the rest, instead of starting every fire of the outage at once
+    /// (which its overlap policy would mostly record `skipped`). `fires` are in order.
     fn new(spec: &JobSpec, fires: Vec<Timestamp>, now: Timestamp) -> Plan {
-        let (on_time, late): (Vec<Timestamp>, Vec<Timestamp>) = fires
+        let (mut on_time, mut late): (Vec<Timestamp>, Vec<Timestamp>) = fires
             .into_iter()
             .partition(|at| now.duration_since(*at) <= spec.misfire_grace);
+        let due = on_time.iter().take_while(|at| **at <= now).count();
+        if due > 1 {
+            late.extend(on_time.drain(..due - 1));
+        }
         let (catch_up, missed) = match spec.misfire {
             MisfirePolicy::Skip => (Vec::new(), late),
             MisfirePolicy::RunOnce => {
