@@ -741,6 +741,65 @@ async fn the_latest_fire_runs_on_time_up_to_the_grace_and_is_a_misfire_past_it()
 }
 
 #[tokio::test]
+async fn a_clock_stepped_back_runs_no_fire_twice_and_one_stepped_forward_misfires() {
+    let mut job = rust_job("minutely", Some("* * * * *"));
+    job.misfire = MisfirePolicy::Skip;
+    let mut h = Harness::new(vec![job], scripted("minutely", vec![])).await;
+    h.advance(secs(60)).await;
+    assert_eq!(h.finished().await.scheduled_at, ts("2026-01-01T00:01:00Z"));
+    h.advance(secs(60)).await;
+    assert_eq!(h.finished().await.scheduled_at, ts("2026-01-01T00:02:00Z"));
+    // Stepped back 90 s, to 00:00:30: 00:01 and 00:02 come round again and are not run again;
+    // the next run is 00:03, once the clock gets there.
+    h.clock.set(ts("2026-01-01T00:00:30Z"));
+    h.advance(secs(90)).await;
+    h.advance(secs(60)).await;
+    let next = h.finished().await;
+    assert_eq!(
+        (next.scheduled_at, next.status),
+        (ts("2026-01-01T00:03:00Z"), RunStatus::Succeeded)
+    );
+    // Stepped forward an hour, to 01:03:30: 01:03 is within its grace and runs, late; 00:04 to
+    // 01:02 are misfires (recorded `missed` under this job's policy).
+    h.clock.set(ts("2026-01-01T01:03:30Z"));
+    let after = loop {
+        let run = h.finished().await;
+        if run.status != RunStatus::Missed {
+            break run;
+        }
+    };
+    assert_eq!(
+        (after.scheduled_at, after.trigger, after.status),
+        (
+            ts("2026-01-01T01:03:00Z"),
+            Trigger::Schedule,
+            RunStatus::Succeeded
+        )
+    );
+    eventually(|| async { h.runs("minutely").await.len() >= 63 }).await;
+    h.scheduler.stop().await;
+    let runs = h.runs("minutely").await;
+    let by_instant: std::collections::BTreeMap<_, Vec<_>> =
+        runs.iter().fold(Default::default(), |mut m, r| {
+            m.entry(r.scheduled_at)
+                .or_insert_with(Vec::new)
+                .push(r.status);
+            m
+        });
+    assert!(
+        by_instant.values().all(|v| v.len() == 1),
+        "a fire ran twice: {by_instant:?}"
+    );
+    assert_eq!(
+        runs.iter()
+            .filter(|r| r.status == RunStatus::Missed)
+            .count(),
+        59,
+        "00:04 to 01:02"
+    );
+}
+
+#[tokio::test]
 async fn runs_left_running_are_abandoned_then_retried() {
     let store = Arc::new(temp_store().await);
     let mut job = rust_job("crashed", Some("0 3 * * *"));
