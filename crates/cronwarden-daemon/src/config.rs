@@ -196,7 +196,8 @@ impl Settings {
     }
 }
 
-fn hostname() -> String {
+/// This machine's host name (`localhost` when it has none).
+pub(crate) fn hostname() -> String {
     ["/proc/sys/kernel/hostname", "/etc/hostname"]
         .iter()
         .filter_map(|path| std::fs::read_to_string(path).ok())
