@@ -208,7 +208,7 @@ async fn prune_history(
 ) {
     let retention = config.settings.retention;
     loop {
-        let cutoff = clock.now() - retention.max_age;
+        let cutoff = cronwarden::clock::saturating_add(clock.now(), -retention.max_age);
         if scheduler.is_maintainer() {
             match store.prune_runs(retention.keep_last, cutoff).await {
                 Ok(0) => {}
