@@ -367,7 +367,10 @@ async fn deadlines_past_the_end_of_time_do_not_panic_the_scheduler() {
         if let Some(run) = found {
             break run;
         }
-        assert!(std::time::Instant::now() < give_up, "the jittery job never fired");
+        assert!(
+            std::time::Instant::now() < give_up,
+            "the jittery job never fired"
+        );
         clock.advance(SignedDuration::from_secs(1));
         tokio::time::sleep(Duration::from_millis(10)).await;
     };

@@ -112,6 +112,7 @@ async fn run(config: Config) -> Result<(), CliError> {
         metrics,
         metrics_public: settings.metrics_public,
         job_pages: Default::default(),
+        auth_failures: Default::default(),
     });
     let stop_serving = CancellationToken::new();
     let server = tokio::spawn({
