@@ -93,6 +93,7 @@ fn serve() -> String {
                 metrics: api::metrics(),
                 metrics_public: false,
                 job_pages: Default::default(),
+                auth_failures: Default::default(),
             });
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(format!("http://{}", listener.local_addr().unwrap()))

@@ -86,6 +86,13 @@ const SETTINGS: [&str; 7] = [
 ];
 const RETENTION: [&str; 2] = ["keep_last", "max_age"];
 
+/// The most runs at once across all jobs.
+pub const MAX_CONCURRENT_RUNS: u32 = 100_000;
+/// The longest `shutdown_grace`: a day.
+pub const MAX_SHUTDOWN_GRACE: SignedDuration = SignedDuration::from_hours(24);
+/// The longest `retention.max_age`: ten years (87600h).
+pub const MAX_RETENTION_AGE: SignedDuration = SignedDuration::from_hours(10 * 365 * 24);
+
 /// How durations are written, for error messages.
 const DURATION_FORMS: &str =
     "a duration such as \"30s\", \"5m\", \"1h 30m\" or \"720h\" (units up to hours: write 30 days as \"720h\")";
@@ -196,7 +203,8 @@ impl Settings {
     }
 }
 
-fn hostname() -> String {
+/// This machine's host name (`localhost` when it has none).
+pub(crate) fn hostname() -> String {
     ["/proc/sys/kernel/hostname", "/etc/hostname"]
         .iter()
         .filter_map(|path| std::fs::read_to_string(path).ok())
@@ -1307,10 +1315,17 @@ fn apply_setting(settings: &mut Settings, name: &str, input: Input<'_, '_>) -> R
         "database" => settings.database = database(input.text()?)?,
         "node" => settings.node = Some(node(input.text()?)?),
         "listen" => settings.listen = listen(input.text()?)?,
-        "max_concurrent_runs" => settings.max_concurrent_runs = at_least_one(input.integer()?)?,
-        "shutdown_grace" => settings.shutdown_grace = duration(input.text()?, true)?,
+        "max_concurrent_runs" => {
+            settings.max_concurrent_runs = at_least_one(input.integer()?)?;
+            at_most(settings.max_concurrent_runs, MAX_CONCURRENT_RUNS)?;
+        }
+        "shutdown_grace" => {
+            settings.shutdown_grace = duration(input.text()?, true, MAX_SHUTDOWN_GRACE)?
+        }
         "retention.keep_last" => settings.retention.keep_last = at_least_one(input.integer()?)?,
-        "retention.max_age" => settings.retention.max_age = duration(input.text()?, false)?,
+        "retention.max_age" => {
+            settings.retention.max_age = duration(input.text()?, false, MAX_RETENTION_AGE)?
+        }
         "metrics_public" => settings.metrics_public = input.boolean()?,
         _ => return Err(format!("unknown setting `{name}`")),
     }
@@ -1486,7 +1501,14 @@ fn at_least_one(n: i128) -> Result<u32, String> {
     u32::try_from(n).map_err(|_| format!("must be at most {}, got {n}", u32::MAX))
 }
 
-fn duration(text: &str, zero_allowed: bool) -> Result<SignedDuration, String> {
+fn at_most(n: u32, max: u32) -> Result<(), String> {
+    if n > max {
+        return Err(format!("must be at most {max}, got {n}"));
+    }
+    Ok(())
+}
+
+fn duration(text: &str, zero_allowed: bool, max: SignedDuration) -> Result<SignedDuration, String> {
     let d: SignedDuration = text
         .trim()
         .parse()
@@ -1498,6 +1520,9 @@ fn duration(text: &str, zero_allowed: bool) -> Result<SignedDuration, String> {
             "positive"
         };
         return Err(format!("must be {least}, got {text:?}"));
+    }
+    if d > max {
+        return Err(format!("must be at most {max:#}, got {text:?}"));
     }
     Ok(d)
 }
@@ -1736,6 +1761,68 @@ keep_frist = 3
             ]
         );
         assert!(parse("[settings]\nshutdown_grace = \"0s\"\n").is_ok());
+    }
+
+    #[test]
+    fn absurd_durations_counts_and_sizes_are_refused_naming_the_field() {
+        let description = "x".repeat(2 * 1024 * 1024);
+        let argv = vec!["\"a\""; 100_000].join(", ");
+        let tags = vec!["\"t\""; 100_000].join(", ");
+        let text = format!(
+            r#"[settings]
+max_concurrent_runs = 1000000
+shutdown_grace = "70000000h"
+[settings.retention]
+max_age = "110000000h"
+
+[[jobs]]
+name = "slow"
+schedule = "* * * * *"
+timeout = "70000000h"
+retry = {{ max_attempts = 1000, initial_delay = "70000000h", max_delay = "70000000h" }}
+action = {{ type = "command", argv = ["true"] }}
+
+[[jobs]]
+name = "big"
+description = "{description}"
+tags = [{tags}]
+action = {{ type = "command", argv = [{argv}] }}
+"#
+        );
+        let messages: Vec<String> = errors(&text)
+            .iter()
+            .map(|e| format!("{}: {}", e.field.as_deref().unwrap_or("-"), e.reason))
+            .collect();
+        assert_eq!(
+            messages,
+            [
+                "settings.max_concurrent_runs: must be at most 100000, got 1000000",
+                "settings.shutdown_grace: must be at most 24h, got \"70000000h\"",
+                "settings.retention.max_age: must be at most 87600h, got \"110000000h\"",
+                "timeout: must be at most 720h, got 70000000h",
+                "retry.max_attempts: must be at most 100, got 1000",
+                "retry.initial_delay: must be at most 720h, got 70000000h",
+                "retry.max_delay: must be at most 720h, got 70000000h",
+                "description: is 2 MiB long; the most is 8 KiB",
+                "tags: has 100000 entries; the most is 256",
+                "action.argv: has 100000 entries; the most is 1024",
+            ]
+        );
+        // The largest values allowed are taken.
+        let text = r#"[settings]
+max_concurrent_runs = 100000
+shutdown_grace = "24h"
+[settings.retention]
+max_age = "87600h"
+
+[[jobs]]
+name = "slow"
+schedule = "* * * * *"
+timeout = "720h"
+retry = { max_attempts = 100, initial_delay = "720h", max_delay = "720h" }
+action = { type = "command", argv = ["true"] }
+"#;
+        assert!(parse(text).is_ok(), "{:?}", parse(text).err());
     }
 
     #[test]

@@ -19,6 +19,18 @@ pub trait Clock: Send + Sync + 'static {
     async fn sleep_until(&self, deadline: Timestamp);
 }
 
+/// `at + by`, saturated at the ends of representable time (years -9999 and 9999) where `+`
+/// would panic: a deadline that far away is never reached, and a cut-off that far back
+/// excludes nothing. Time is added with this wherever the duration comes from a definition or
+/// a setting.
+pub fn saturating_add(at: Timestamp, by: SignedDuration) -> Timestamp {
+    at.checked_add(by).unwrap_or(if by.is_negative() {
+        Timestamp::MIN
+    } else {
+        Timestamp::MAX
+    })
+}
+
 /// The system's clock.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SystemClock;

@@ -28,7 +28,13 @@ pub struct ApiError {
     status: StatusCode,
     detail: String,
     field: Option<String>,
+    /// Seconds, for a `Retry-After` header.
+    retry_after: Option<u64>,
 }
+
+/// The largest request body the API reads: a job definition at its largest (see
+/// `cronwarden::model::limits`) fits, with room for JSON's escapes.
+pub const MAX_REQUEST_BODY: usize = 1024 * 1024;
 
 impl ApiError {
     fn new(status: StatusCode, detail: impl Into<String>) -> ApiError {
@@ -36,6 +42,7 @@ impl ApiError {
             status,
             detail: detail.into(),
             field: None,
+            retry_after: None,
         }
     }
 
@@ -64,6 +71,31 @@ impl ApiError {
         ApiError {
             field: Some(field.into()),
             ..ApiError::new(StatusCode::BAD_REQUEST, detail)
+        }
+    }
+
+    /// 413: the request body is larger than [`MAX_REQUEST_BODY`].
+    pub fn too_large() -> ApiError {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the request body is larger than {} KiB, the most the API takes",
+                MAX_REQUEST_BODY / 1024
+            ),
+        )
+    }
+
+    /// 429: too many failed authentications from this address; `retry_after` in seconds.
+    pub fn too_many_failures(retry_after: u64) -> ApiError {
+        ApiError {
+            retry_after: Some(retry_after),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "too many requests with an invalid token from this address; try again in \
+                     {retry_after} s (a valid token is still accepted)"
+                ),
+            )
         }
     }
 
@@ -104,12 +136,42 @@ impl IntoResponse for ApiError {
             field: self.field,
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
-        (
+        let mut response = (
             self.status,
             [(header::CONTENT_TYPE, "application/problem+json")],
             body,
         )
-            .into_response()
+            .into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, seconds.into());
+        }
+        response
+    }
+}
+
+/// The request body, whole: one past [`MAX_REQUEST_BODY`] is answered 413 as a problem, not
+/// as axum's plain text.
+pub struct Body(pub axum::body::Bytes);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Body, ApiError> {
+        axum::body::Bytes::from_request(request, state)
+            .await
+            .map(Body)
+            .map_err(|e| body_rejection(e.status(), e.body_text(), "body"))
+    }
+}
+
+/// A body that could not be read: too large (413), or not what `field` needs (400).
+pub fn body_rejection(status: StatusCode, text: String, field: &str) -> ApiError {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::too_large()
+    } else {
+        ApiError::invalid(field, text)
     }
 }
 

@@ -6,6 +6,8 @@
 
 mod auth;
 mod error;
+mod failures;
+mod pages;
 mod routes;
 
 use std::sync::Arc;
@@ -18,6 +20,11 @@ use utoipa::openapi::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 pub use self::auth::{hash_token, new_token};
+pub use self::error::MAX_REQUEST_BODY;
+pub use self::failures::{
+    AuthFailures, FAILURES_PER_SECOND, FAILURE_BURST, MAX_CLIENTS, MAX_REPORTS, REPORT_EVERY,
+};
+pub use self::pages::{PageCache, PAGE_CACHE_BYTES};
 
 /// What every handler can reach.
 pub struct AppState {
@@ -35,68 +42,10 @@ pub struct AppState {
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// Whether `/metrics` is served without a token.
     pub metrics_public: bool,
-    /// Job pages as rendered, reused while they still hold.
-    pub job_pages: PageCache,
-}
-
-/// Rendered pages of `GET /api/v1/jobs`, each reused while nothing it shows can have changed:
-/// the same store change number and timetable version (no job created, changed, paused or
-/// deleted, here or by another process) and no job on the page past the next fire it shows.
-/// A dashboard polling the same page then costs one one-row read per request.
-#[derive(Default)]
-pub struct PageCache {
-    pages: std::sync::Mutex<std::collections::HashMap<String, CachedPage>>,
-}
-
-struct CachedPage {
-    seq: i64,
-    timetable: u64,
-    until: Option<Timestamp>,
-    body: axum::body::Bytes,
-}
-
-/// Pages kept; past this the cache starts over (pages are cheap to render again).
-const CACHED_PAGES: usize = 256;
-
-impl PageCache {
-    /// The page stored under `key`, if it still holds.
-    pub(crate) fn get(
-        &self,
-        key: &str,
-        seq: i64,
-        timetable: u64,
-        now: Timestamp,
-    ) -> Option<axum::body::Bytes> {
-        let pages = self.pages.lock().unwrap();
-        let page = pages.get(key)?;
-        let fresh = page.seq == seq
-            && page.timetable == timetable
-            && page.until.is_none_or(|until| now < until);
-        fresh.then(|| page.body.clone())
-    }
-
-    pub(crate) fn put(
-        &self,
-        key: String,
-        seq: i64,
-        timetable: u64,
-        until: Option<Timestamp>,
-        body: axum::body::Bytes,
-    ) {
-        let mut pages = self.pages.lock().unwrap();
-        if pages.len() >= CACHED_PAGES && !pages.contains_key(&key) {
-            pages.clear();
-        }
-        pages.insert(
-            key,
-            CachedPage {
-                seq,
-                timetable,
-                until,
-                body,
-            },
-        );
-    }
+    /// Job pages as rendered, reused while they still hold; bounded by bytes.
+    pub job_pages: Arc<PageCache>,
+    /// Failed authentications per client address: limited, and reported at a bounded rate.
+    pub auth_failures: AuthFailures,
 }
 
 /// The process's Prometheus recorder, installed on first use: every metric the engine emits
@@ -161,6 +110,9 @@ pub fn router(state: AppState) -> (Router, OpenApi) {
         .merge(routes::routes())
         .with_state(state.clone())
         .split_for_parts();
+    let app = app.layer(axum::extract::DefaultBodyLimit::max(
+        error::MAX_REQUEST_BODY,
+    ));
     doc.info.title = "cronwarden".to_owned();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     doc.info.description = Some(
@@ -178,6 +130,77 @@ pub fn router(state: AppState) -> (Router, OpenApi) {
                     .build(),
             ),
         );
+    declare_limits(&mut doc);
     let _ = state.openapi.set(doc.clone());
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(report_auth_failures(Arc::downgrade(&state)));
+    }
     (app, doc)
+}
+
+/// How often failed authentications are looked over for reports that are due.
+const REPORT_SWEEP: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Reports (logs and audits) failed authentications not reported at once, until the app is
+/// dropped.
+async fn report_auth_failures(state: std::sync::Weak<AppState>) {
+    let mut sweep = tokio::time::interval(REPORT_SWEEP);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        sweep.tick().await;
+        let Some(state) = state.upgrade() else {
+            return;
+        };
+        for report in state.auth_failures.due_reports(std::time::Instant::now()) {
+            auth::record(&*state.store, report).await;
+        }
+    }
+}
+
+/// Declares what every route may answer besides its own responses, in one place so that no
+/// route misses it: 429 (with `Retry-After`) wherever a token is checked, 413 wherever a body is
+/// read. Each is a problem document, like the route's 401.
+fn declare_limits(doc: &mut OpenApi) {
+    use utoipa::openapi::RefOr;
+
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            let responses = &mut operation.responses.responses;
+            let Some(RefOr::T(unauthorized)) = responses.get("401").cloned() else {
+                continue;
+            };
+            let mut limited = unauthorized.clone();
+            limited.description = format!(
+                "too many requests with an invalid token from this address (at most {FAILURE_BURST} \
+                 at once, then {:.0} a minute); a valid token is still accepted",
+                FAILURES_PER_SECOND * 60.0
+            );
+            let retry_after = utoipa::openapi::HeaderBuilder::new()
+                .schema(
+                    utoipa::openapi::ObjectBuilder::new()
+                        .schema_type(utoipa::openapi::schema::Type::Integer),
+                )
+                .description(Some("seconds until another attempt is counted"))
+                .build();
+            limited
+                .headers
+                .insert("Retry-After".to_owned(), retry_after);
+            responses.insert("429".to_owned(), RefOr::T(limited));
+            if operation.request_body.is_some() {
+                let mut too_large = unauthorized;
+                too_large.description = format!(
+                    "the request body is larger than {} KiB",
+                    MAX_REQUEST_BODY / 1024
+                );
+                responses.insert("413".to_owned(), RefOr::T(too_large));
+            }
+        }
+    }
 }

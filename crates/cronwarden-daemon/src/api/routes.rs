@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use cronwarden::model::{JobName, JobSpec, Role, Run, RunId, RunStatus, Trigger};
+use cronwarden::model::{limits, JobName, JobSpec, Role, Run, RunId, RunStatus, Trigger};
 use cronwarden::store::{JobFilter, JobRecord, NewAudit, RunFilter};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -16,7 +16,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::Caller;
-use super::error::{ApiError, Path, Problem, Query};
+use super::error::{body_rejection, ApiError, Body, Path, Problem, Query};
 use super::AppState;
 
 type Shared = State<Arc<AppState>>;
@@ -445,7 +445,7 @@ async fn store_job(
 async fn create_job(
     caller: Caller,
     State(state): Shared,
-    body: axum::body::Bytes,
+    Body(body): Body,
 ) -> Result<(StatusCode, Json<JobView>), ApiError> {
     caller.require(Role::Admin)?;
     let spec = parse_spec(&body)?;
@@ -481,7 +481,7 @@ async fn put_job(
     caller: Caller,
     State(state): Shared,
     Path(name): Path<String>,
-    body: axum::body::Bytes,
+    Body(body): Body,
 ) -> Result<Json<JobView>, ApiError> {
     caller.require(Role::Admin)?;
     let name = job_name(&name)?;
@@ -514,7 +514,7 @@ async fn patch_job(
     caller: Caller,
     State(state): Shared,
     Path(name): Path<String>,
-    body: axum::body::Bytes,
+    Body(body): Body,
 ) -> Result<Json<JobView>, ApiError> {
     caller.require(Role::Admin)?;
     let record = job_record(&state, &name).await?;
@@ -695,10 +695,20 @@ async fn pause_job(
     body: Result<Json<PauseBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<JobView>, ApiError> {
     caller.require(Role::Operator)?;
-    let Json(body) = body.map_err(|e| ApiError::invalid("reason", e.body_text()))?;
+    let Json(body) = body.map_err(|e| body_rejection(e.status(), e.body_text(), "reason"))?;
     let reason = body.reason.trim();
     if reason.is_empty() {
         return Err(ApiError::invalid("reason", "a pause needs a reason"));
+    }
+    if reason.len() > limits::MAX_TEXT_BYTES {
+        return Err(ApiError::invalid(
+            "reason",
+            format!(
+                "is {} bytes long; the most is {} KiB",
+                reason.len(),
+                limits::MAX_TEXT_BYTES / 1024
+            ),
+        ));
     }
     let name = job_name(&name)?;
     let record = state

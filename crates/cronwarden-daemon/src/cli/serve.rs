@@ -18,6 +18,7 @@ use super::CliError;
 use cronwarden::model::Role;
 use cronwarden_daemon::api;
 use cronwarden_daemon::config::Config;
+use cronwarden_daemon::lock::DatabaseLock;
 use cronwarden_daemon::store::AnyStore;
 
 /// How often old run history is pruned.
@@ -56,6 +57,17 @@ pub fn serve(args: ServeArgs) -> Result<(), CliError> {
 
 async fn run(config: Config) -> Result<(), CliError> {
     let settings = &config.settings;
+    let node = settings.node_name();
+    // A SQLite file serves one daemon: a second one would take the first one's runs for
+    // abandoned and run them again. Locked before the store is touched, held until exit.
+    let _lock = if settings.is_postgres() {
+        None
+    } else {
+        Some(
+            DatabaseLock::acquire(std::path::Path::new(&settings.database), &node)
+                .map_err(|e| CliError(e.to_string()))?,
+        )
+    };
     // SQLite or PostgreSQL, as the database setting (or CRONWARDEN_DATABASE_URL) says; the
     // rest of the daemon sees the trait only.
     let database = AnyStore::open(&settings.database)
@@ -71,7 +83,6 @@ async fn run(config: Config) -> Result<(), CliError> {
             .await
             .map_err(|e| CliError(format!("cannot store job {}: {e}", job.name)))?;
     }
-    let node = settings.node_name();
     // Before anything runs, so that every metric is kept from the start.
     let metrics = api::metrics();
     let scheduler = Scheduler::new(
@@ -101,6 +112,7 @@ async fn run(config: Config) -> Result<(), CliError> {
         metrics,
         metrics_public: settings.metrics_public,
         job_pages: Default::default(),
+        auth_failures: Default::default(),
     });
     let stop_serving = CancellationToken::new();
     let server = tokio::spawn({
@@ -197,7 +209,7 @@ async fn prune_history(
 ) {
     let retention = config.settings.retention;
     loop {
-        let cutoff = clock.now() - retention.max_age;
+        let cutoff = cronwarden::clock::saturating_add(clock.now(), -retention.max_age);
         if scheduler.is_maintainer() {
             match store.prune_runs(retention.keep_last, cutoff).await {
                 Ok(0) => {}

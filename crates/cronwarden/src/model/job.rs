@@ -503,6 +503,8 @@ impl JobSpec {
 
     /// Checks every field; the first problem found is returned with the field it is in.
     pub fn validate(&self) -> Result<(), SpecError> {
+        // Sizes first: nothing else is worth checking in a 2 MB schedule.
+        super::limits::check(self)?;
         // A job with neither a schedule nor `after` runs only when triggered: allowed.
         self.schedule()?;
         if self.after.contains(&self.name) {

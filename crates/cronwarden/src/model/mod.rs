@@ -6,6 +6,7 @@
 
 mod access;
 mod job;
+pub mod limits;
 mod run;
 
 pub use self::access::{ApiToken, AuditEntry, Role};

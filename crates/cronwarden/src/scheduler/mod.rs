@@ -487,7 +487,7 @@ impl Scheduler {
         inner.stop_firing.cancel();
         inner.wake.notify_one();
         inner.tasks.close();
-        let deadline = inner.clock.now() + inner.config.shutdown_grace;
+        let deadline = crate::clock::saturating_add(inner.clock.now(), inner.config.shutdown_grace);
         tokio::select! {
             () = inner.tasks.wait() => {}
             () = inner.clock.sleep_until(deadline) => {
@@ -1058,7 +1058,10 @@ impl Inner {
                 if !due.is_empty() {
                     if let Err(e) = self.fire(due, now).await {
                         tracing::error!(error = %e, "cannot claim due fires; retrying in 1s (fires that become late go through their misfire policy)");
-                        retry_at = Some(now + SignedDuration::from_secs(1));
+                        retry_at = Some(crate::clock::saturating_add(
+                            now,
+                            SignedDuration::from_secs(1),
+                        ));
                     }
                 }
             }
@@ -1455,7 +1458,8 @@ impl Inner {
             let (Some(schedule), true) = (&job.schedule, job.spec.enabled) else {
                 continue;
             };
-            let now = now + self.claim_ahead_for(&members, &job.spec.name);
+            let now =
+                crate::clock::saturating_add(now, self.claim_ahead_for(&members, &job.spec.name));
             let mut fires = Vec::new();
             let mut skipped = 0usize;
             while let Some(at) = job.next_fire.filter(|at| *at <= now) {

@@ -232,7 +232,7 @@ impl Inner {
             let delay =
                 SignedDuration::from_nanos((jitter.as_nanos() as f64 * fastrand::f64()) as i64);
             // From the scheduled instant: the spread must not depend on how late we got here.
-            let until = run.scheduled_at + delay;
+            let until = crate::clock::saturating_add(run.scheduled_at, delay);
             let waited = Box::pin(async {
                 tokio::select! {
                     () = self.clock.sleep_until(until) => true,
@@ -372,7 +372,9 @@ impl Inner {
                 tracing::error!(run = %run.id, error = %e, "cannot record a run's start");
             }
         }
-        let deadline = spec.timeout.map(|t| started_at + t);
+        let deadline = spec
+            .timeout
+            .map(|t| crate::clock::saturating_add(started_at, t));
         let ended = match outcome {
             // Finished in its first poll, where it was released.
             Some(outcome) => Ok(outcome),
@@ -499,7 +501,10 @@ impl Inner {
                 .max(at_least),
         };
         // Counted from when the attempt ended, not from whenever this code gets to run.
-        let due = failed.finished_at.unwrap_or_else(|| self.clock.now()) + delay;
+        let due = crate::clock::saturating_add(
+            failed.finished_at.unwrap_or_else(|| self.clock.now()),
+            delay,
+        );
         let inner = self.clone();
         self.tasks.spawn(async move {
             tokio::select! {
