@@ -210,7 +210,9 @@ action = { type = "command", argv = ["sh", "-c", "echo $$ > leader.pid; sleep 30
     assert!(running(leader));
     assert_eq!(signal_and_wait(&mut daemon, Signal::SIGKILL), None);
     // No restart: the kernel ends the daemon's child as the daemon goes.
-    wait_for(Duration::from_secs(5), "the command to die", || !running(leader));
+    wait_for(Duration::from_secs(5), "the command to die", || {
+        !running(leader)
+    });
     // The grandchild outlives it, until a daemon starts again (the next test): end it here.
     let _ = killpg(Pid::from_raw(leader), Signal::SIGKILL);
 }
@@ -264,18 +266,24 @@ fi
         .into_iter()
         .find(|r| r.status == RunStatus::Running)
         .expect("a run was in flight");
-    wait_for(Duration::from_secs(5), "the leader to die with the daemon", || {
-        !running(leader)
-    });
+    wait_for(
+        Duration::from_secs(5),
+        "the leader to die with the daemon",
+        || !running(leader),
+    );
     // The background work is still at it: only the next start can end it.
     assert!(running(sleeper), "the grandchild lives on until a restart");
 
     let mut daemon = serve(&dir, &[]);
-    wait_for(Duration::from_secs(15), "the retry of the run in flight", || {
-        runs(&dir, "once")
-            .iter()
-            .any(|r| r.scheduled_at == in_flight.scheduled_at && r.attempt == 2 && r.status.is_final())
-    });
+    wait_for(
+        Duration::from_secs(15),
+        "the retry of the run in flight",
+        || {
+            runs(&dir, "once").iter().any(|r| {
+                r.scheduled_at == in_flight.scheduled_at && r.attempt == 2 && r.status.is_final()
+            })
+        },
+    );
     assert_eq!(signal_and_wait(&mut daemon, Signal::SIGTERM), Some(0));
     let seen = std::fs::read_to_string(dir.join("seen")).unwrap();
     assert!(

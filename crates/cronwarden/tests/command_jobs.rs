@@ -229,6 +229,53 @@ async fn a_secret_that_the_output_limit_falls_in_is_cut_out_whole() {
     }
 }
 
+#[test]
+fn a_command_outlives_the_thread_that_first_polled_its_run() {
+    // A runtime's threads come and go (its blocking pool retires idle ones); the kernel's
+    // parent-death signal follows the thread that forked. The command must not die with it.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = TestDir::new("command-thread");
+    let script = format!(
+        "touch {started}; while [ ! -e {go} ]; do sleep 0.01; done; echo done",
+        started = dir.join("started").display(),
+        go = dir.join("go").display()
+    );
+    let spec = std::sync::Arc::new(JobSpec::new(
+        JobName::new("report").unwrap(),
+        None,
+        command(&["sh", "-c", &script]),
+    ));
+    let mut execution = Executors::new(RustJobs::new()).start(&spec, ctx());
+    let handle = runtime.handle().clone();
+    let started = dir.join("started");
+    let execution = std::thread::spawn(move || {
+        // Polled here until the command runs, then handed on, still running.
+        handle.block_on(async {
+            tokio::select! {
+                outcome = &mut execution => panic!("ended early: {outcome:?}"),
+                () = async {
+                    while !started.exists() {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                } => {}
+            }
+        });
+        execution
+    })
+    .join()
+    .unwrap();
+    // The thread has ended; the command goes on when told to.
+    std::fs::write(dir.join("go"), "").unwrap();
+    match runtime.block_on(execution) {
+        Outcome::Succeeded { output, .. } => assert_eq!(output.as_deref(), Some("done\n")),
+        other => panic!("{other:?}"),
+    }
+}
+
 /// The files of the ledger in `dir`, in every daemon's subdirectory.
 fn ledger_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     std::fs::read_dir(dir)

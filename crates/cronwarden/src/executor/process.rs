@@ -5,8 +5,9 @@
 //!
 //! - **Parent-death signal.** Every command's first process (its group leader) asks the kernel
 //!   for SIGKILL when the thread that started it ends (`PR_SET_PDEATHSIG`, Linux). That thread
-//!   is one long-lived spawner thread ([`spawn`]): a runtime's worker or blocking thread may be
-//!   retired while the daemon lives on, which would kill its children for no reason. So when
+//!   is one of a few spawner threads that live as long as the process ([`spawn`]): a runtime's
+//!   worker or blocking thread may be retired while the daemon lives on, which would kill its
+//!   children for no reason. So when
 //!   the daemon dies, however it dies, its commands' leaders die at once. Their own children
 //!   (a shell's `sleep`) do not: they stay in the group, re-parented to init.
 //! - **The process ledger** ([`ProcessLedger`]). Before a command's program runs, its process
@@ -43,37 +44,33 @@ struct SpawnRequest {
     reply: tokio::sync::oneshot::Sender<io::Result<Child>>,
 }
 
-/// Starts `command` from the spawner thread, which lives as long as the process: a child's
-/// parent-death signal fires when the thread that forked it ends, so forking from a thread of
-/// the runtime's (which may be retired) could kill a command while the daemon lives.
+/// How many spawner threads there are: forking (which `pre_exec` requires) copies the
+/// daemon's page tables and the spawning thread waits for the child's `exec`, so a burst of
+/// commands goes faster spread over a few threads.
+const SPAWNERS: usize = 4;
+
+/// Starts `command` from one of the spawner threads, which live as long as the process: a
+/// child's parent-death signal fires when the thread that forked it ends, so forking from a
+/// thread of the runtime's (which may be retired) could kill a command while the daemon lives.
 pub(crate) async fn spawn(command: Command) -> io::Result<Child> {
     static SPAWNER: OnceLock<Option<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
     let spawner = SPAWNER.get_or_init(|| {
         let (send, receive) = mpsc::channel::<SpawnRequest>();
-        std::thread::Builder::new()
-            .name("cronwarden-spawner".to_owned())
-            .spawn(move || {
-                for request in receive {
-                    // tokio's child handling registers with the runtime the command runs on.
-                    let entered = request.runtime.enter();
-                    let mut command = request.command;
-                    let result = command.spawn();
-                    drop(command);
-                    drop(entered);
-                    if let Err(Ok(child)) = request.reply.send(result) {
-                        // Nobody waits for it any more (the run was dropped): end it.
-                        if let Some(pid) = child.id() {
-                            signal_group(pid, Signal::SIGKILL);
-                        }
-                    }
-                }
+        let receive = std::sync::Arc::new(std::sync::Mutex::new(receive));
+        let started = (0..SPAWNERS)
+            .filter(|i| {
+                let receive = receive.clone();
+                std::thread::Builder::new()
+                    .name(format!("cronwarden-spawner-{i}"))
+                    .spawn(move || spawn_requests(&receive))
+                    .is_ok()
             })
-            .ok()
-            .map(|_| send)
+            .count();
+        (started > 0).then_some(send)
     });
     let Some(spawner) = spawner else {
         return Err(io::Error::other(
-            "the thread that starts commands could not be started",
+            "the threads that start commands could not be started",
         ));
     };
     let (reply, result) = tokio::sync::oneshot::channel();
@@ -83,10 +80,36 @@ pub(crate) async fn spawn(command: Command) -> io::Result<Child> {
             runtime: tokio::runtime::Handle::current(),
             reply,
         })
-        .map_err(|_| io::Error::other("the thread that starts commands has ended"))?;
+        .map_err(|_| io::Error::other("the threads that start commands have ended"))?;
     result
         .await
-        .map_err(|_| io::Error::other("the thread that starts commands has ended"))?
+        .map_err(|_| io::Error::other("the threads that start commands have ended"))?
+}
+
+/// A spawner thread's life: takes requests, one at a time, for as long as the process lives.
+fn spawn_requests(requests: &std::sync::Mutex<mpsc::Receiver<SpawnRequest>>) {
+    loop {
+        // Held while waiting: the next idle thread waits for the lock, then for a request.
+        let request = match requests.lock() {
+            Ok(requests) => requests.recv(),
+            Err(_) => return,
+        };
+        let Ok(request) = request else {
+            return;
+        };
+        // tokio's child handling registers with the runtime the command runs on.
+        let entered = request.runtime.enter();
+        let mut command = request.command;
+        let result = command.spawn();
+        drop(command);
+        drop(entered);
+        if let Err(Ok(child)) = request.reply.send(result) {
+            // Nobody waits for it any more (the run was dropped): end it.
+            if let Some(pid) = child.id() {
+                signal_group(pid, Signal::SIGKILL);
+            }
+        }
+    }
 }
 
 /// Sends `signal` to the process group `pgid`; a group that is gone already is what we want.
