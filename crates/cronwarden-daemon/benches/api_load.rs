@@ -53,6 +53,7 @@ fn serve() -> String {
                     Action::Command {
                         argv: vec!["true".into()],
                         env: Default::default(),
+                        inherit_env: Vec::new(),
                         cwd: None,
                     },
                 );

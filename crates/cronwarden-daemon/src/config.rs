@@ -9,6 +9,9 @@
 //! max_concurrent_runs = 64          # across all jobs
 //! shutdown_grace = "30s"
 //! metrics_public = false            # true: /metrics needs no token
+//! inherit_env = ["AWS_PROFILE"]     # the daemon's variables every command gets (never CRONWARDEN_*)
+//! state_dir = "/var/lib/cronwarden" # this host's records of running commands (default: the
+//!                                   # SQLite file's directory, or the working directory)
 //! [settings.retention]
 //! keep_last = 1000                  # runs kept per job
 //! max_age = "720h"                  # 30 days: durations go up to hours, days are not accepted
@@ -42,7 +45,7 @@ use std::ffi::OsStr;
 use std::fmt;
 use std::net::SocketAddr;
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use cronwarden::executor::ConnectionSpec;
 use cronwarden::model::{JobName, JobSpec};
@@ -75,13 +78,15 @@ pub const DATABASE_URL_VAR: &str = "CRONWARDEN_DATABASE_URL";
 const REDACTED: &str = "[redacted]";
 
 /// The settings the `[settings]` table may hold (`retention` is a table of its own).
-const SETTINGS: [&str; 7] = [
+const SETTINGS: [&str; 9] = [
     "database",
     "node",
     "listen",
     "max_concurrent_runs",
     "shutdown_grace",
     "metrics_public",
+    "inherit_env",
+    "state_dir",
     "retention",
 ];
 const RETENTION: [&str; 2] = ["keep_last", "max_age"];
@@ -132,6 +137,13 @@ pub struct Settings {
     /// Whether `/metrics` is served without a token (for a Prometheus that scrapes without
     /// one, on a network that is trusted). Default: a viewer token is needed.
     pub metrics_public: bool,
+    /// Variables of the daemon's environment passed through to every command (when set), in
+    /// addition to the base ones ([`cronwarden::executor::BASE_ENV`]); never `CRONWARDEN_*`.
+    pub inherit_env: Vec<String>,
+    /// Where this host's state is kept: the records of running commands' processes
+    /// ([`Settings::process_ledger_dir`]). `None` for the default: the SQLite file's
+    /// directory, or the working directory on PostgreSQL.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// How much run history is kept: the `[settings.retention]` table. A run is pruned when either
@@ -154,6 +166,8 @@ impl Default for Settings {
             shutdown_grace: SignedDuration::from_secs(30),
             retention: Retention::default(),
             metrics_public: false,
+            inherit_env: Vec::new(),
+            state_dir: None,
         }
     }
 }
@@ -177,6 +191,8 @@ impl fmt::Debug for Settings {
             .field("shutdown_grace", &self.shutdown_grace)
             .field("retention", &self.retention)
             .field("metrics_public", &self.metrics_public)
+            .field("inherit_env", &self.inherit_env)
+            .field("state_dir", &self.state_dir)
             .finish()
     }
 }
@@ -191,6 +207,22 @@ impl Settings {
     /// replaced by `[redacted]`; a SQLite path as it is.
     pub fn database_shown(&self) -> Cow<'_, str> {
         redact_url_password(&self.database)
+    }
+
+    /// The directory of the process ledger (see [`cronwarden::executor::ProcessLedger`]):
+    /// `cronwarden-processes` in `state_dir`, by default in the SQLite file's directory, or in
+    /// the working directory on PostgreSQL. A relative path is relative to the working
+    /// directory.
+    pub fn process_ledger_dir(&self) -> PathBuf {
+        let base = match &self.state_dir {
+            Some(dir) => dir.clone(),
+            None if self.is_postgres() => PathBuf::from("."),
+            None => Path::new(&self.database)
+                .parent()
+                .filter(|dir| !dir.as_os_str().is_empty())
+                .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+        };
+        base.join("cronwarden-processes")
     }
 
     /// The node's name: the configured one, or `hostname-pid` (unique among processes that
@@ -1283,6 +1315,30 @@ impl Input<'_, '_> {
         }
     }
 
+    fn strings(&self) -> Result<Vec<String>, String> {
+        let list = match self {
+            Input::Toml(DeValue::Array(items)) => items,
+            Input::Toml(other) => {
+                return Err(format!(
+                    "expected a list of names such as [\"AWS_PROFILE\"], got {}",
+                    describe(other)
+                ))
+            }
+            Input::Env(_) => return Err("cannot be set from the environment".to_owned()),
+        };
+        list.iter()
+            .enumerate()
+            .map(|(i, item)| match item.get_ref() {
+                DeValue::String(s) => Ok(s.to_string()),
+                other => Err(format!(
+                    "item {}: expected a string, got {}",
+                    i + 1,
+                    describe(other)
+                )),
+            })
+            .collect()
+    }
+
     fn boolean(&self) -> Result<bool, String> {
         match self {
             Input::Toml(DeValue::Boolean(b)) => Ok(*b),
@@ -1327,6 +1383,20 @@ fn apply_setting(settings: &mut Settings, name: &str, input: Input<'_, '_>) -> R
             settings.retention.max_age = duration(input.text()?, false, MAX_RETENTION_AGE)?
         }
         "metrics_public" => settings.metrics_public = input.boolean()?,
+        "inherit_env" => {
+            let names = input.strings()?;
+            for name in &names {
+                cronwarden::executor::check_inherited_name(name)?;
+            }
+            settings.inherit_env = names;
+        }
+        "state_dir" => {
+            let dir = input.text()?;
+            if dir.trim().is_empty() {
+                return Err("must name a directory, such as \"/var/lib/cronwarden\"".to_owned());
+            }
+            settings.state_dir = Some(PathBuf::from(dir));
+        }
         _ => return Err(format!("unknown setting `{name}`")),
     }
     Ok(())
@@ -1616,6 +1686,7 @@ mod tests {
             Action::Command {
                 argv: vec!["sh".into(), "-c".into(), "echo hi".into()],
                 env: Default::default(),
+                inherit_env: Vec::new(),
                 cwd: None,
             }
         );
@@ -1631,6 +1702,57 @@ mod tests {
             MisfirePolicy::RunAll {
                 window: SignedDuration::from_hours(1)
             }
+        );
+    }
+
+    #[test]
+    fn commands_settings_pass_named_variables_and_place_the_process_records() {
+        let s = parse(
+            "[settings]\ninherit_env = [\"AWS_PROFILE\", \"LC_ALL\"]\nstate_dir = \"/srv/cw\"\n",
+        )
+        .unwrap()
+        .settings;
+        assert_eq!(s.inherit_env, ["AWS_PROFILE", "LC_ALL"]);
+        assert_eq!(
+            s.process_ledger_dir(),
+            Path::new("/srv/cw/cronwarden-processes")
+        );
+        // By default beside the SQLite file, or in the working directory on PostgreSQL.
+        let beside = |database: &str| {
+            Settings {
+                database: database.to_owned(),
+                ..Settings::default()
+            }
+            .process_ledger_dir()
+        };
+        assert_eq!(
+            beside("/var/lib/cw/state.db"),
+            Path::new("/var/lib/cw/cronwarden-processes")
+        );
+        assert_eq!(beside("state.db"), Path::new("./cronwarden-processes"));
+        assert_eq!(
+            beside("postgres://db/cron"),
+            Path::new("./cronwarden-processes")
+        );
+
+        assert_eq!(
+            messages("[settings]\ninherit_env = [\"HOME\", \"CRONWARDEN_ADMIN_TOKEN\"]\n"),
+            ["test.toml:2:15: settings.inherit_env: \"CRONWARDEN_ADMIN_TOKEN\": variables named \
+              CRONWARDEN_* are the daemon's own settings and never reach a job; give the job \
+              what it needs in `env`"]
+        );
+        assert_eq!(
+            messages("[settings]\ninherit_env = \"HOME\"\nstate_dir = \"\"\n"),
+            [
+                "test.toml:2:15: settings.inherit_env: expected a list of names such as \
+                 [\"AWS_PROFILE\"], got string \"HOME\"",
+                "test.toml:3:13: settings.state_dir: must name a directory, such as \
+                 \"/var/lib/cronwarden\""
+            ]
+        );
+        assert_eq!(
+            messages("[settings]\ninherit_env = [\"A\", 1]\n"),
+            ["test.toml:2:15: settings.inherit_env: item 2: expected a string, got integer 1"]
         );
     }
 
@@ -1702,7 +1824,8 @@ mod tests {
             messages,
             [
                 "t.toml:2:1: settings.keep: unknown setting `keep`, expected one of: database, \
-                 node, listen, max_concurrent_runs, shutdown_grace, metrics_public, retention",
+                 node, listen, max_concurrent_runs, shutdown_grace, metrics_public, inherit_env, \
+                 state_dir, retention",
                 "environment variable CRONWARDEN_LISTEN: settings.listen: \"localhost:8420\" is \
                  not an IP address and port such as \"127.0.0.1:8420\" or \"[::]:8420\" (host \
                  names are not looked up)",
@@ -2107,7 +2230,8 @@ max_concurrency = 0
                 (
                     at(0, "a"),
                     "action.shell".into(),
-                    "unknown field `shell`, expected one of `argv`, `env`, `cwd`".into()
+                    "unknown field `shell`, expected one of `argv`, `env`, `inherit_env`, `cwd`"
+                        .into()
                 ),
                 (
                     at(0, "a"),

@@ -192,6 +192,7 @@ async fn absurd_definitions_are_refused_naming_the_field_and_huge_bodies_are_413
             argv: vec!["true".into()],
             env: Default::default(),
             cwd: None,
+            inherit_env: Vec::new(),
         },
     );
     app.store.upsert_job(&spec, Timestamp::now()).await.unwrap();
@@ -318,6 +319,7 @@ async fn the_job_page_cache_holds_no_more_than_its_budget() {
                 argv: vec!["true".into()],
                 env: Default::default(),
                 cwd: None,
+                inherit_env: Vec::new(),
             },
         );
         spec.description = description.clone();

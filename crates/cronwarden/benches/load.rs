@@ -177,6 +177,7 @@ fn command_action() -> Action {
     Action::Command {
         argv: vec!["date".into(), "+%s%N".into()],
         env: Default::default(),
+        inherit_env: Vec::new(),
         cwd: None,
     }
 }

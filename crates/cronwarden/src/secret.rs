@@ -31,10 +31,16 @@ impl fmt::Display for SecretError {
 impl std::error::Error for SecretError {}
 
 /// The values of the secrets a run resolved, to cut out of what it leaves behind.
+///
+/// Every occurrence of every value is cut out, overlapping ones too: a run of text covered by
+/// occurrences becomes one [`REDACTED`]. A stream (a command's output, a response body) is
+/// redacted as it is read, with [`Redactor::stream`], before any of it is cut to a limit, so
+/// that a limit falling inside a secret cannot leave part of it behind.
 #[derive(Clone, Debug, Default)]
 pub struct Redactor {
-    // Longest first, so that a secret containing another is cut out whole.
     values: Vec<String>,
+    /// Finds every value; rebuilt when one is added. `None` while there are none.
+    matcher: Option<std::sync::Arc<aho_corasick::AhoCorasick>>,
 }
 
 impl Redactor {
@@ -42,7 +48,11 @@ impl Redactor {
     pub fn add(&mut self, value: &str) {
         if !value.is_empty() && !self.values.iter().any(|v| v == value) {
             self.values.push(value.to_owned());
-            self.values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+            // Standard matching, so that overlapping occurrences are all found.
+            self.matcher = Some(std::sync::Arc::new(
+                aho_corasick::AhoCorasick::new(&self.values)
+                    .expect("a handful of secret values fits the automaton's limits"),
+            ));
         }
     }
 
@@ -60,13 +70,15 @@ impl Redactor {
 
     /// `text` with every secret value replaced by [`REDACTED`].
     pub fn redact(&self, text: &str) -> String {
-        let mut text = text.to_owned();
-        for value in &self.values {
-            if text.contains(value.as_str()) {
-                text = text.replace(value.as_str(), REDACTED);
-            }
+        if self.is_empty() {
+            return text.to_owned();
         }
-        text
+        let mut out = Vec::with_capacity(text.len());
+        let mut stream = self.stream();
+        stream.push(text.as_bytes(), &mut out);
+        stream.finish(&mut out);
+        // Occurrences of UTF-8 values in UTF-8 text begin and end on character boundaries.
+        String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into())
     }
 
     /// Redacts in place.
@@ -74,6 +86,103 @@ impl Redactor {
         if !self.is_empty() {
             *text = self.redact(text);
         }
+    }
+
+    /// A redactor of a stream of bytes, fed in pieces.
+    pub fn stream(&self) -> RedactingStream {
+        RedactingStream {
+            matcher: self.matcher.clone(),
+            // A value that begins before this many bytes from the end is wholly in the
+            // buffer: only bytes before that point can be decided.
+            overlap: self.values.iter().map(String::len).max().unwrap_or(1) - 1,
+            pending: Vec::new(),
+            covered: 0,
+            open: false,
+        }
+    }
+}
+
+/// Redacts a stream as it comes ([`Redactor::stream`]): [`push`](RedactingStream::push) hands
+/// on every byte that no secret can still begin at, redacted, and keeps the rest (fewer than
+/// the longest secret's length) until more comes or [`finish`](RedactingStream::finish).
+/// Whatever has been handed on holds no part of a secret, so it may be cut anywhere.
+pub struct RedactingStream {
+    matcher: Option<std::sync::Arc<aho_corasick::AhoCorasick>>,
+    overlap: usize,
+    /// Bytes not yet decided.
+    pending: Vec<u8>,
+    /// How many bytes at the start of `pending` belong to a secret that began in bytes already
+    /// handed on.
+    covered: usize,
+    /// Whether the last byte handed on was part of a secret (so that one secret cut across two
+    /// pieces gives one [`REDACTED`], not two).
+    open: bool,
+}
+
+impl RedactingStream {
+    /// Takes in `bytes`, and appends to `out` what is decided, redacted.
+    pub fn push(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+        if self.matcher.is_none() {
+            out.extend_from_slice(bytes);
+            return;
+        }
+        self.pending.extend_from_slice(bytes);
+        let decided = self.pending.len().saturating_sub(self.overlap);
+        self.hand_on(decided, out);
+    }
+
+    /// The stream has ended: appends the rest to `out`, redacted.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        let all = self.pending.len();
+        self.hand_on(all, out);
+    }
+
+    /// Hands on the first `decided` bytes of `pending`: every occurrence that begins among
+    /// them lies wholly in `pending`.
+    fn hand_on(&mut self, decided: usize, out: &mut Vec<u8>) {
+        let Some(matcher) = &self.matcher else {
+            return;
+        };
+        if decided == 0 {
+            return;
+        }
+        // The runs of bytes covered by a secret, in order, merged where they touch.
+        let mut runs: Vec<(usize, usize)> = Vec::new();
+        if self.covered > 0 {
+            runs.push((0, self.covered));
+        }
+        let mut found: Vec<(usize, usize)> = matcher
+            .find_overlapping_iter(&self.pending[..])
+            .filter(|m| m.start() < decided)
+            .map(|m| (m.start(), m.end()))
+            .collect();
+        found.sort_unstable();
+        for (start, end) in found {
+            match runs.last_mut() {
+                Some(last) if start <= last.1 => last.1 = last.1.max(end),
+                _ => runs.push((start, end)),
+            }
+        }
+        let mut at = 0;
+        let mut covered_after = 0;
+        for (start, end) in runs {
+            if start > at {
+                out.extend_from_slice(&self.pending[at..start]);
+                self.open = false;
+            }
+            if !(self.open && start == 0) {
+                out.extend_from_slice(REDACTED.as_bytes());
+            }
+            self.open = true;
+            at = end.min(decided);
+            covered_after = end.saturating_sub(decided);
+        }
+        if at < decided {
+            out.extend_from_slice(&self.pending[at..decided]);
+            self.open = false;
+        }
+        self.pending.drain(..decided);
+        self.covered = covered_after;
     }
 }
 
@@ -121,6 +230,23 @@ fn pieces(mut s: &str) -> Result<Vec<Piece<'_>>, String> {
 /// Checks the references in `s` without reading them (for validation).
 pub fn check_references(s: &str) -> Result<(), String> {
     pieces(s).map(drop)
+}
+
+/// Checks the references in a job's string: as [`check_references`], and none may name one of
+/// the daemon's own `CRONWARDEN_*` variables (its admin token, its database URL), which never
+/// reach a job.
+pub fn check_job_references(s: &str) -> Result<(), String> {
+    for piece in pieces(s)? {
+        if let Piece::Env(name) = piece {
+            if crate::executor::is_daemon_variable(name) {
+                return Err(format!(
+                    "${{env:{name}}}: variables named CRONWARDEN_* are the daemon's own \
+                     settings and never reach a job"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Whether `s` holds a reference.
@@ -172,6 +298,11 @@ pub fn resolve_action(
     let mut redactor = Redactor::default();
     for (field, value) in resolved.strings_mut() {
         if has_references(value) {
+            // Also for a job stored before this was checked.
+            check_job_references(value).map_err(|reason| SecretError {
+                field: field.clone(),
+                reason,
+            })?;
             *value = resolve(value, &mut redactor).map_err(|reason| SecretError {
                 field: field.clone(),
                 reason,
@@ -372,6 +503,7 @@ mod tests {
                 ("MODE".to_owned(), "full".to_owned()),
             ]
             .into(),
+            inherit_env: Vec::new(),
             cwd: None,
         };
         let Action::Command { env, .. } = redact_action(&env) else {
@@ -387,5 +519,58 @@ mod tests {
         redactor.add("abc");
         redactor.add("abcdef");
         assert_eq!(redactor.redact("xabcdefx abc"), "x[redacted]x [redacted]");
+    }
+
+    /// `text` redacted as a stream fed in pieces of `size` bytes.
+    fn redact_in_pieces(redactor: &Redactor, text: &str, size: usize) -> String {
+        let mut out = Vec::new();
+        let mut stream = redactor.stream();
+        for piece in text.as_bytes().chunks(size) {
+            stream.push(piece, &mut out);
+        }
+        stream.finish(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_stream_is_redacted_alike_however_it_is_cut_into_pieces() {
+        let secret = "S3cr3t-0123456789-abcdefghij-XYZ";
+        assert_eq!(secret.len(), 32);
+        let mut redactor = Redactor::default();
+        redactor.add(secret);
+        redactor.add("abab");
+        for at in 0..40 {
+            let text = format!("{}{secret}{}ababab.", "-".repeat(at), "+".repeat(at % 7));
+            let whole = redactor.redact(&text);
+            assert!(!whole.contains("S3cr") && !whole.contains("ab"), "{whole}");
+            for size in 1..=40 {
+                let streamed = redact_in_pieces(&redactor, &text, size);
+                assert_eq!(streamed, whole, "at {at}, pieces of {size}");
+            }
+        }
+        // Overlapping occurrences are cut out whole, as one.
+        assert_eq!(redactor.redact("xabababx"), "x[redacted]x");
+    }
+
+    #[test]
+    fn what_a_stream_hands_on_holds_no_part_of_a_secret() {
+        let secret = "S3cr3t-0123456789-abcdefghij-XYZ";
+        let mut redactor = Redactor::default();
+        redactor.add(secret);
+        let mut stream = redactor.stream();
+        let mut out = Vec::new();
+        // The stream stops inside the secret: what has been handed on so far stops before it
+        // (and holds back as much as a secret could still need).
+        stream.push(
+            format!("{}{}", "-".repeat(100), &secret[..20]).as_bytes(),
+            &mut out,
+        );
+        assert_eq!(out, "-".repeat(120 - 31).as_bytes());
+        stream.push(&secret.as_bytes()[20..], &mut out);
+        stream.finish(&mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!("{}[redacted]", "-".repeat(100))
+        );
     }
 }

@@ -16,6 +16,7 @@ fn job(n: &str) -> JobSpec {
             argv: vec!["true".into()],
             env: Default::default(),
             cwd: None,
+            inherit_env: Vec::new(),
         },
     )
 }

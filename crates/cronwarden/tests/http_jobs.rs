@@ -433,6 +433,41 @@ async fn secret_values_are_sent_but_redacted_from_what_the_run_keeps() {
 }
 
 #[tokio::test]
+async fn a_secret_that_the_body_limit_falls_in_is_cut_out_whole() {
+    // From a file, so that no test changes the process's environment.
+    let secret = "Zq7-secret-4be1f0c9d2a7-83hk0Lmw";
+    assert_eq!(secret.len(), 32);
+    let dir = cronwarden_test_support::TestDir::new("http-straddle");
+    std::fs::write(dir.join("token"), format!("{secret}\n")).unwrap();
+    // The body's first 8 KiB (the part kept) end 20 bytes into the secret it echoes.
+    let router = Router::new().route(
+        "/padded",
+        get(|headers: HeaderMap| async move {
+            let auth = headers["authorization"].to_str().unwrap().to_owned();
+            format!("{}{auth}{}", ".".repeat(8 * 1024 - 20), "-".repeat(100))
+        }),
+    );
+    let base = serve(router).await;
+    let mut action = http_action(format!("{base}/padded"));
+    action.headers = BTreeMap::from([(
+        "Authorization".to_owned(),
+        format!("${{file:{}}}", dir.join("token").display()),
+    )]);
+    let Outcome::Succeeded { output, .. } = execute(action).await else {
+        panic!("expected success");
+    };
+    let output = output.unwrap();
+    assert!(
+        output.contains("the rest of the body was not kept"),
+        "{output}"
+    );
+    for part in secret.as_bytes().windows(8) {
+        let part = std::str::from_utf8(part).unwrap();
+        assert!(!output.contains(part), "{part:?} of the secret was kept");
+    }
+}
+
+#[tokio::test]
 async fn a_missing_secret_fails_the_run_naming_the_field_and_the_variable() {
     let mut action = http_action("http://127.0.0.1:9/".to_owned());
     action.headers = BTreeMap::from([(

@@ -21,6 +21,7 @@ fn command(argv: Vec<String>) -> JobSpec {
             argv,
             env: Default::default(),
             cwd: None,
+            inherit_env: Vec::new(),
         },
     )
 }
@@ -112,6 +113,18 @@ fn over_the_bounds() -> Vec<(&'static str, JobSpec)> {
                     argv: vec!["true".into()],
                     env: (0..257).map(|i| (format!("V{i}"), String::new())).collect(),
                     cwd: None,
+                    inherit_env: Vec::new(),
+                }
+            }),
+        ),
+        (
+            "action.inherit_env",
+            spec(|s| {
+                s.action = Action::Command {
+                    argv: vec!["true".into()],
+                    env: Default::default(),
+                    cwd: None,
+                    inherit_env: (0..257).map(|i| format!("V{i}")).collect(),
                 }
             }),
         ),
@@ -122,6 +135,7 @@ fn over_the_bounds() -> Vec<(&'static str, JobSpec)> {
                     argv: vec!["true".into()],
                     env: Default::default(),
                     cwd: Some(long(8 * 1024).into()),
+                    inherit_env: Vec::new(),
                 }
             }),
         ),

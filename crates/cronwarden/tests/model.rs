@@ -10,6 +10,7 @@ fn job() -> JobSpec {
         Action::Command {
             argv: vec!["true".into()],
             env: Default::default(),
+            inherit_env: Vec::new(),
             cwd: None,
         },
     )
@@ -90,6 +91,7 @@ fn each_invalid_field_is_named() {
         error(|j| j.action = Action::Command {
             argv: vec![],
             env: Default::default(),
+            inherit_env: Vec::new(),
             cwd: None
         }),
         "action.argv: needs at least the program to run"

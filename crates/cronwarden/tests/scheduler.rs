@@ -408,6 +408,7 @@ async fn a_timeout_kills_the_whole_process_tree() {
         Action::Command {
             argv: vec!["sh".into(), "-c".into(), script],
             env: Default::default(),
+            inherit_env: Vec::new(),
             cwd: None,
         },
     );

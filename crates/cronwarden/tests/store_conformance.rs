@@ -28,6 +28,7 @@ fn job(n: &str) -> JobSpec {
         Action::Command {
             argv: vec!["true".into()],
             env: Default::default(),
+            inherit_env: Vec::new(),
             cwd: None,
         },
     )

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 use cronwarden::clock::{Clock, SystemClock};
-use cronwarden::executor::{Executors, RustJobs, SqlExecutor};
+use cronwarden::executor::{CommandExecutor, Executors, ProcessLedger, RustJobs, SqlExecutor};
 use cronwarden::scheduler::{Scheduler, SchedulerConfig};
 use cronwarden::store::Store;
 use tokio::signal::unix::{signal, SignalKind};
@@ -83,12 +83,27 @@ async fn run(config: Config) -> Result<(), CliError> {
             .await
             .map_err(|e| CliError(format!("cannot store job {}: {e}", job.name)))?;
     }
+    // Commands get a clean environment, and their process groups are recorded so that a
+    // daemon starting after this one is killed can end what it left running.
+    let ledger_dir = settings.process_ledger_dir();
+    let ledger = ProcessLedger::open(&ledger_dir).map_err(|e| {
+        CliError(format!(
+            "cannot keep the records of running commands in {}: {e} (set settings.state_dir to \
+             a writable directory on this host)",
+            ledger_dir.display()
+        ))
+    })?;
+    let commands = CommandExecutor::default()
+        .with_inherited_env(settings.inherit_env.iter().cloned())
+        .with_ledger(ledger);
     // Before anything runs, so that every metric is kept from the start.
     let metrics = api::metrics();
     let scheduler = Scheduler::new(
         store.clone(),
         clock.clone(),
-        Executors::new(RustJobs::new()).with_sql(SqlExecutor::new(config.connections.clone())),
+        Executors::new(RustJobs::new())
+            .with_commands(commands)
+            .with_sql(SqlExecutor::new(config.connections.clone())),
         SchedulerConfig {
             node: node.clone(),
             max_concurrent_runs: settings.max_concurrent_runs as usize,

@@ -11,6 +11,7 @@ use sha2::Sha256;
 
 use super::{Outcome, RunContext};
 use crate::model::HttpAction;
+use crate::secret::Redactor;
 
 /// Header names a receiver reads to identify, deduplicate and authenticate a call.
 pub mod headers {
@@ -73,6 +74,17 @@ impl HttpExecutor {
 
     /// Makes the call for one run; secrets in `action` are already resolved.
     pub async fn execute(&self, action: &HttpAction, ctx: &RunContext) -> Outcome {
+        self.execute_with(action, ctx, &Redactor::default()).await
+    }
+
+    /// Makes the call for one run, cutting the values `redactor` holds out of the response
+    /// body as it is read, before the body is cut to [`HttpExecutor::body_limit`].
+    pub async fn execute_with(
+        &self,
+        action: &HttpAction,
+        ctx: &RunContext,
+        redactor: &Redactor,
+    ) -> Outcome {
         let request = match self.request(action, ctx) {
             Ok(request) => request,
             Err(e) => return Outcome::fatal(e),
@@ -104,7 +116,7 @@ impl HttpExecutor {
             }
         }
         let body = tokio::select! {
-            body = read_bounded(response, self.body_limit) => body,
+            body = read_bounded(response, self.body_limit, redactor) => body,
             () = ctx.cancel.cancelled() => return Outcome::retryable("cancelled"),
         };
         match body {
@@ -248,19 +260,29 @@ fn retry_after(headers: &HeaderMap) -> Option<SignedDuration> {
     SignedDuration::try_from(wait.min(MAX_RETRY_AFTER)).ok()
 }
 
-/// The start of the body, at most `limit` bytes, as text; the rest is not read.
-async fn read_bounded(mut response: reqwest::Response, limit: usize) -> Result<String, String> {
+/// The start of the body, redacted, at most `limit` bytes of it, as text; the rest is not read.
+async fn read_bounded(
+    mut response: reqwest::Response,
+    limit: usize,
+    redactor: &Redactor,
+) -> Result<String, String> {
+    let mut redacting = redactor.stream();
     let mut kept = Vec::new();
     let mut more = false;
+    // Redacted before it is cut: a secret that the limit falls in is cut out whole. Reading
+    // goes on until more than `limit` redacted bytes are decided (or the body ends).
     while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
-        let room = limit - kept.len();
-        if chunk.len() > room {
-            kept.extend_from_slice(&chunk[..room]);
+        redacting.push(&chunk, &mut kept);
+        if kept.len() > limit {
             more = true;
             break;
         }
-        kept.extend_from_slice(&chunk);
     }
+    if !more {
+        redacting.finish(&mut kept);
+        more = kept.len() > limit;
+    }
+    kept.truncate(limit);
     let mut text = String::from_utf8_lossy(&kept).into_owned();
     if more {
         text.push_str("\n[... the rest of the body was not kept]");

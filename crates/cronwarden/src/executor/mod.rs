@@ -11,6 +11,7 @@
 
 mod command;
 pub mod http;
+mod process;
 mod rust;
 #[cfg(feature = "sql")]
 pub mod sql;
@@ -24,8 +25,11 @@ use tokio_util::sync::CancellationToken;
 use crate::model::{Action, JobName, RunId, Trigger};
 use crate::secret::{self, Redactor};
 
-pub use self::command::CommandExecutor;
+pub use self::command::{
+    check_inherited_name, is_daemon_variable, CommandExecutor, BASE_ENV, DEFAULT_PATH,
+};
 pub use self::http::HttpExecutor;
+pub use self::process::ProcessLedger;
 pub use self::rust::{JobError, RustJob, RustJobs};
 #[cfg(feature = "sql")]
 pub use self::sql::{ConnectionSpec, SqlExecutor};
@@ -149,6 +153,19 @@ impl Executors {
         }
     }
 
+    /// Runs commands with `command` (its environment, output limit and process ledger).
+    pub fn with_commands(mut self, command: CommandExecutor) -> Executors {
+        self.command = Arc::new(command);
+        self
+    }
+
+    /// Ends what the commands of a daemon that died left running (see [`ProcessLedger`]):
+    /// before that daemon's unfinished runs are retried. Returns how many process groups were
+    /// still there.
+    pub async fn reap_leftovers(&self) -> usize {
+        self.command.reap_leftovers().await
+    }
+
     /// Adds the connections SQL jobs run against.
     #[cfg(feature = "sql")]
     pub fn with_sql(mut self, sql: SqlExecutor) -> Executors {
@@ -224,11 +241,15 @@ impl Executor for Executors {
             Err(e) => return Outcome::fatal(e.to_string()),
         };
         let outcome = match &action {
-            Action::Command { .. } => Box::pin(self.command.execute(&action, ctx)).await,
+            // Streams are redacted as they are read, before they are cut to their limits; the
+            // outcome as a whole is redacted below as well (its error, an HTTP call's URL).
+            Action::Command { .. } => {
+                Box::pin(self.command.execute_with(&action, ctx, &redactor)).await
+            }
             // Boxed: an HTTP call's or a query's future is large, and held inline it would
             // make every run's future that large, Rust jobs' too (10,000 runs at one instant
             // then allocate and touch ~170 MB more, and start tens of milliseconds later).
-            Action::Http(http) => Box::pin(self.http.execute(http, ctx)).await,
+            Action::Http(http) => Box::pin(self.http.execute_with(http, ctx, &redactor)).await,
             #[cfg(feature = "sql")]
             Action::Sql(sql) => Box::pin(self.sql.execute(sql, ctx)).await,
             #[cfg(not(feature = "sql"))]

@@ -98,13 +98,19 @@ impl SpecError {
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Action {
     /// Runs a program (no shell) with arguments, environment and working directory. Its stdout
-    /// and stderr are captured; the tail of each is kept with the run.
+    /// and stderr are captured; the tail of each is kept with the run. Its environment is built,
+    /// not inherited (see [`crate::executor::CommandExecutor`]).
     Command {
         /// The program and its arguments.
         argv: Vec<String>,
-        /// Variables added to the environment.
+        /// Variables set for the program (the way to hand it a secret: `${env:NAME}` here is
+        /// not visible in the process table, as it would be in `argv`).
         #[serde(default)]
         env: BTreeMap<String, String>,
+        /// Variables of the daemon's environment passed through by name (when set); never a
+        /// `CRONWARDEN_*` one.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        inherit_env: Vec<String>,
         /// The working directory (default: the daemon's).
         #[serde(default)]
         cwd: Option<PathBuf>,
@@ -126,7 +132,7 @@ impl Action {
     pub fn strings_mut(&mut self) -> Vec<(String, &mut String)> {
         let mut out = Vec::new();
         match self {
-            Action::Command { argv, env, cwd: _ } => {
+            Action::Command { argv, env, .. } => {
                 for (i, arg) in argv.iter_mut().enumerate() {
                     out.push((format!("action.argv[{i}]"), arg));
                 }
@@ -527,9 +533,15 @@ impl JobSpec {
             Action::Sql(sql) => sql.validate()?,
             _ => {}
         }
+        if let Action::Command { inherit_env, .. } = &self.action {
+            for (i, name) in inherit_env.iter().enumerate() {
+                crate::executor::check_inherited_name(name)
+                    .map_err(|reason| SpecError::new(format!("action.inherit_env[{i}]"), reason))?;
+            }
+        }
         let mut action = self.action.clone();
         for (field, value) in action.strings_mut() {
-            crate::secret::check_references(value)
+            crate::secret::check_job_references(value)
                 .map_err(|reason| SpecError::new(field, reason))?;
         }
         let positive = |field: &str, d: SignedDuration| {

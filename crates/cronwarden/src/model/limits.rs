@@ -92,11 +92,20 @@ pub(super) fn check(spec: &JobSpec) -> Result<(), SpecError> {
 
 fn action_bounds(action: &Action) -> Result<(), SpecError> {
     match action {
-        Action::Command { argv, env, cwd } => {
+        Action::Command {
+            argv,
+            env,
+            cwd,
+            inherit_env,
+        } => {
             entries("action.argv", argv.len(), MAX_ARGS)?;
             entries("action.env", env.len(), MAX_ENTRIES)?;
             for name in env.keys() {
                 key("action.env", name)?;
+            }
+            entries("action.inherit_env", inherit_env.len(), MAX_ENTRIES)?;
+            for (i, name) in inherit_env.iter().enumerate() {
+                text(&format!("action.inherit_env[{i}]"), name, MAX_NAME_BYTES)?;
             }
             let total: usize = argv.iter().map(String::len).sum::<usize>()
                 + env.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();

@@ -999,6 +999,9 @@ impl Inner {
     }
 
     async fn recover(self: &Arc<Self>) -> Result<(), StoreError> {
+        // What the commands of a daemon that died left running is ended first: nothing of its
+        // runs may still be at work when they are retried or their jobs fire again.
+        self.executors.reap_leftovers().await;
         let now = self.clock.now();
         for record in self.store.list_jobs().await? {
             if let Err(e) = self.put_job(&record.effective_spec(), record.last_fire) {
@@ -1020,6 +1023,10 @@ impl Inner {
     /// Announces runs just recorded `abandoned` and retries each at once, per its job's retry
     /// policy (its wait has passed already): after a restart, and for a dead node's runs.
     async fn retry_abandoned(self: &Arc<Self>, runs: Vec<Run>) {
+        if !runs.is_empty() {
+            // A dead node may have run on this host too.
+            self.executors.reap_leftovers().await;
+        }
         for run in runs {
             self.emit(SchedulerEvent::RunFinished(run.clone()));
             let spec = self
