@@ -787,7 +787,17 @@ fn check(runs: &[Run], jobs: &[TestJob], from: i64, to: i64, nodes: &[Node]) -> 
     for ((node, reason), n) in &reasons {
         println!("  {node}: {n} × {reason}");
     }
+    println!(
+        "skipped: {}",
+        count(
+            runs.iter().filter(|r| r.status == RunStatus::Skipped),
+            |r| format!("{} ({})", r.error.as_deref().unwrap_or(""), r.node)
+        )
+    );
     for node in nodes {
+        for line in node.log_lines("ERROR").iter().take(3) {
+            println!("{}: {line}", node.name);
+        }
         println!(
             "{}: {} start(s); log: {} \"claim given up\", {} \"result not recorded\", {} \"earlier claims are given up\" (its heartbeat ran out), {} \"presumed dead\" (rescues it did, itself included), {} errors",
             node.name,
@@ -955,10 +965,12 @@ fn check_stop(stop: &Stop, runs: &[Run], node: &Node, failures: &mut Vec<String>
                     describe(run)
                 ));
             }
-            Some(run) if run.node == stop.node => failures.push(format!(
-                "a run taken over from the stopped node is its own again: {}",
-                describe(run)
-            )),
+            Some(run) if rescued.status != RunStatus::Abandoned && run.node == stop.node => {
+                failures.push(format!(
+                    "a run taken over from the stopped node is its own again: {}",
+                    describe(run)
+                ))
+            }
             Some(_) => {}
             None => failures.push(format!("a rescued run is gone: {}", describe(rescued))),
         }
@@ -997,20 +1009,37 @@ fn finish(dir: &Path, timeline: &Timeline, failures: Vec<String>) {
     println!("timeline:\n{}", timeline.render());
     if failures.is_empty() {
         // CRONWARDEN_TEST_KEEP_LOGS=1 keeps the nodes' logs of a passing run too.
-        if std::env::var_os("CRONWARDEN_TEST_KEEP_LOGS").is_none() {
-            std::fs::remove_dir_all(dir).unwrap();
-        } else {
-            println!("the nodes' logs are kept under {}", dir.display());
+        if std::env::var_os("CRONWARDEN_TEST_KEEP_LOGS").is_some() {
+            println!("the nodes' logs are kept under {}", keep(dir).display());
         }
         return;
     }
     panic!(
         "{} invariant(s) broken (the nodes' logs are kept under {}):\n{}\ntimeline:\n{}",
         failures.len(),
-        dir.display(),
+        keep(dir).display(),
         failures.join("\n"),
         timeline.render()
     );
+}
+
+/// A copy of the test's directory (each node's config and logs) that outlives the test: the
+/// directory itself goes with its guard.
+fn keep(dir: &Path) -> PathBuf {
+    let name = dir.file_name().unwrap().to_string_lossy();
+    let kept = std::env::temp_dir().join(format!("{name}-kept"));
+    for node in std::fs::read_dir(dir).unwrap().flatten() {
+        let to = kept.join(node.file_name());
+        std::fs::create_dir_all(&to).unwrap();
+        for file in std::fs::read_dir(node.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let _ = std::fs::copy(file.path(), to.join(file.file_name()));
+        }
+    }
+    kept
 }
 
 #[test]

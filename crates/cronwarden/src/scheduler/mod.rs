@@ -337,6 +337,8 @@ pub(crate) struct Inner {
     job_changes: tokio::sync::Mutex<()>,
     /// This node's view of the cluster (on a shared store).
     membership: cluster::Membership,
+    /// Run starts being written before their actions begin (on a shared store).
+    start_writes: Arc<runner::StartWrites>,
     /// Counts changes to the set of jobs on the timetable and their definitions (not the
     /// fires): what a cache of job views is valid for.
     timetable_version: std::sync::atomic::AtomicU64,
@@ -398,6 +400,7 @@ impl Scheduler {
                 jobs: Mutex::new(HashMap::new()),
                 job_changes: tokio::sync::Mutex::new(()),
                 membership: cluster::Membership::new(shared),
+                start_writes: Arc::default(),
                 timetable_version: std::sync::atomic::AtomicU64::new(0),
                 followers: Mutex::new(HashMap::new()),
                 wake: Notify::new(),

@@ -1,16 +1,17 @@
 //! Running one claimed run: overlap, the global limit, jitter, timeout, cancellation, the
 //! result, retries and chained jobs.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use jiff::{SignedDuration, Timestamp};
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{oneshot, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 
 use super::{Inner, SchedulerEvent};
 use crate::executor::{Execution, Outcome, RunContext};
 use crate::model::{Action, JobName, JobSpec, OverlapPolicy, Run, RunStatus, Trigger};
-use crate::store::{ClaimFire, NewRun, StartRun};
+use crate::store::{ClaimFire, NewRun, StartRun, Store, StoreError};
 
 /// How long a cancelled action may take to stop: long enough for a command's SIGTERM, its
 /// grace and the SIGKILL of its process group; a Rust job that ignores its token is dropped
@@ -780,6 +781,74 @@ impl Ending {
     }
 }
 
+/// Where a start's outcome goes: whether it was recorded, or why it could not be written.
+type StartWritten = oneshot::Sender<Result<bool, String>>;
+
+/// Run starts waiting to be written (on a shared store), each with the one waiting for its
+/// outcome: the runs that start while a write is going are written together by the next, so
+/// that many runs starting at once make a few writes rather than one each.
+#[derive(Default)]
+pub(super) struct StartWrites {
+    pending: Mutex<Vec<(StartRun, StartWritten)>>,
+    /// Whether a writer task is going.
+    writing: AtomicBool,
+}
+
+impl StartWrites {
+    /// Writes `start` (with whatever else is pending) and returns whether it was recorded.
+    fn write(
+        self: &Arc<Self>,
+        store: &Arc<dyn Store>,
+        start: StartRun,
+    ) -> impl std::future::Future<Output = Result<bool, StoreError>> + use<> {
+        let (reply, written) = oneshot::channel();
+        self.pending.lock().unwrap().push((start, reply));
+        if !self.writing.swap(true, Ordering::SeqCst) {
+            tokio::spawn(self.clone().drain(store.clone()));
+        }
+        async move {
+            match written.await {
+                Ok(written) => written.map_err(StoreError::Database),
+                Err(_) => Err(StoreError::Database(
+                    "the start was not written (the runtime is stopping)".to_owned(),
+                )),
+            }
+        }
+    }
+
+    /// Writes what is pending until nothing is.
+    async fn drain(self: Arc<Self>, store: Arc<dyn Store>) {
+        loop {
+            let batch = std::mem::take(&mut *self.pending.lock().unwrap());
+            if batch.is_empty() {
+                self.writing.store(false, Ordering::SeqCst);
+                // A start that came after the look above either saw a writer going (this one)
+                // and left its write to it, or started a writer itself.
+                if self.pending.lock().unwrap().is_empty()
+                    || self.writing.swap(true, Ordering::SeqCst)
+                {
+                    return;
+                }
+                continue;
+            }
+            let (starts, replies): (Vec<StartRun>, Vec<_>) = batch.into_iter().unzip();
+            match store.start_runs(&starts).await {
+                Ok(started) => {
+                    for (reply, started) in replies.into_iter().zip(started) {
+                        let _ = reply.send(Ok(started));
+                    }
+                }
+                Err(e) => {
+                    let error = e.to_string();
+                    for reply in replies {
+                        let _ = reply.send(Err(error.clone()));
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// What became of a run's start, recorded before its action begins.
 enum StartRecord {
     /// Recorded: the run is `running`; its action may begin.
@@ -805,18 +874,35 @@ impl Inner {
                 fencing_token: run.fencing_token,
                 at: self.clock.now(),
             };
+            // Written with the starts of other runs that start meanwhile, on a task of its
+            // own: a cancellation does not cut the write short (its outcome stands).
+            let written = self.start_writes.write(&self.store, start);
             let written = tokio::select! {
                 biased;
                 () = token.cancelled() => return StartRecord::Cancelled,
-                written = self.store.start_runs(std::slice::from_ref(&start)) => written,
+                written = written => written,
             };
             match written {
-                Ok(started) if started.first() == Some(&true) => {
+                Ok(true) => {
                     run.status = RunStatus::Running;
                     run.started_at = Some(start.at);
                     return StartRecord::Recorded;
                 }
-                Ok(_) => return StartRecord::TakenOver,
+                // Refused: the run is another node's now, unless an earlier try was written
+                // after all (its answer lost with the connection).
+                Ok(false) => {
+                    return match self.store.get_run(run.id).await {
+                        Ok(Some(stored))
+                            if stored.status == RunStatus::Running
+                                && stored.fencing_token == run.fencing_token =>
+                        {
+                            run.status = RunStatus::Running;
+                            run.started_at = stored.started_at.or(Some(start.at));
+                            StartRecord::Recorded
+                        }
+                        _ => StartRecord::TakenOver,
+                    };
+                }
                 // Said once per run: during an outage, every run due waits here.
                 Err(e) if backoff == FIRST_BACKOFF => {
                     tracing::warn!(job = %run.job, run = %run.id, error = %e, "cannot record a run's start; it waits until the store is back");

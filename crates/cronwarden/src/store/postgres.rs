@@ -456,10 +456,8 @@ impl PostgresStore {
     }
 
     async fn start_once(&self, starts: &[StartRun]) -> Result<Vec<bool>, Failure> {
-        let mut started = HashSet::new();
-        let mut tx = self.pool.begin().await?;
-        for chunk in starts.chunks(BATCH_ROWS) {
-            let ids: Vec<i64> = sqlx::query_scalar(
+        let update = |chunk: &[StartRun]| {
+            sqlx::query_scalar(
                 "UPDATE runs SET status = 'running', started_at = v.at
                  FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS v (id, token, at)
                  WHERE runs.id = v.id AND runs.fencing_token = v.token AND runs.status = 'queued'
@@ -468,11 +466,20 @@ impl PostgresStore {
             .bind(chunk.iter().map(|s| s.id.0).collect::<Vec<_>>())
             .bind(chunk.iter().map(|s| s.fencing_token).collect::<Vec<_>>())
             .bind(chunk.iter().map(|s| micros(s.at)).collect::<Vec<_>>())
-            .fetch_all(&mut *tx)
-            .await?;
-            started.extend(ids);
+        };
+        let mut started: HashSet<i64> = HashSet::new();
+        if starts.len() <= BATCH_ROWS {
+            // One statement is a transaction of its own: no BEGIN and COMMIT round trips (a
+            // run's action waits for its start to be recorded).
+            started.extend(update(starts).fetch_all(&self.pool).await?);
+        } else {
+            let mut tx = self.pool.begin().await?;
+            for chunk in starts.chunks(BATCH_ROWS) {
+                let ids: Vec<i64> = update(chunk).fetch_all(&mut *tx).await?;
+                started.extend(ids);
+            }
+            tx.commit().await?;
         }
-        tx.commit().await?;
         Ok(starts.iter().map(|s| started.remove(&s.id.0)).collect())
     }
 
