@@ -1028,10 +1028,15 @@ fn finish(dir: &Path, timeline: &Timeline, failures: Vec<String>) {
 fn keep(dir: &Path) -> PathBuf {
     let name = dir.file_name().unwrap().to_string_lossy();
     let kept = std::env::temp_dir().join(format!("{name}-kept"));
-    for node in std::fs::read_dir(dir).unwrap().flatten() {
-        let to = kept.join(node.file_name());
+    std::fs::create_dir_all(&kept).unwrap();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let to = kept.join(entry.file_name());
+        if entry.path().is_file() {
+            let _ = std::fs::copy(entry.path(), to);
+            continue;
+        }
         std::fs::create_dir_all(&to).unwrap();
-        for file in std::fs::read_dir(node.path())
+        for file in std::fs::read_dir(entry.path())
             .into_iter()
             .flatten()
             .flatten()
