@@ -1402,12 +1402,21 @@ impl Store for Outage {
     ) -> Result<Vec<String>, cronwarden::store::StoreError> {
         self.store.dead_nodes(now).await
     }
+    async fn take_over_runs(
+        &self,
+        node: &str,
+        by: &str,
+        at: Timestamp,
+    ) -> Result<Vec<Run>, cronwarden::store::StoreError> {
+        self.store.take_over_runs(node, by, at).await
+    }
     async fn rescue_node(
         &self,
         node: &str,
+        by: &str,
         now: Timestamp,
     ) -> Result<Option<Vec<Run>>, cronwarden::store::StoreError> {
-        self.store.rescue_node(node, now).await
+        self.store.rescue_node(node, by, now).await
     }
     async fn leave(&self, node: &str) -> Result<(), cronwarden::store::StoreError> {
         self.store.leave(node).await

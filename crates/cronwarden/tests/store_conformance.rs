@@ -417,6 +417,156 @@ async fn unfinished_runs_are_abandoned_not_lost<S: Store>(store: Arc<S>) {
     );
 }
 
+/// A node's unfinished runs taken over by another (or by itself, restarted): what may have
+/// begun (`running`) is abandoned; what cannot have (`queued`) changes hands, under a new
+/// fencing token that alone can start and finish it.
+async fn unfinished_runs_are_taken_over_by_what_they_may_have_done<S: Store>(store: Arc<S>) {
+    let n = name("handed");
+    let at = ts("2026-01-01T01:00:00Z");
+    store
+        .upsert_job(&job("handed"), ts("2026-01-01T00:00:00Z"))
+        .await
+        .unwrap();
+    let running = store
+        .claim_fire(claim(&n, "2026-01-01T00:05:00Z", 1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(store
+        .start_run(
+            running.id,
+            running.fencing_token,
+            ts("2026-01-01T00:05:00Z")
+        )
+        .await
+        .unwrap());
+    let queued = store
+        .claim_fire(claim(&n, "2026-01-01T00:10:00Z", 1))
+        .await
+        .unwrap()
+        .unwrap();
+    let retry = store
+        .claim_fire(ClaimFire {
+            trigger: Trigger::Retry,
+            ..claim(&n, "2026-01-01T00:05:00Z", 2)
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    let manual = store
+        .record_run(NewRun {
+            job: &n,
+            scheduled_at: ts("2026-01-01T00:20:00Z"),
+            trigger: Trigger::Manual,
+            attempt: 1,
+            status: RunStatus::Queued,
+            node: "node-a",
+            at: ts("2026-01-01T00:20:00Z"),
+            error: None,
+        })
+        .await
+        .unwrap();
+    let other_node = store
+        .claim_fire(ClaimFire {
+            node: "node-b",
+            ..claim(&n, "2026-01-01T00:15:00Z", 1)
+        })
+        .await
+        .unwrap()
+        .unwrap();
+
+    let taken = store.take_over_runs("node-a", "node-c", at).await.unwrap();
+    assert_eq!(
+        taken.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [running.id, queued.id, retry.id, manual.id]
+    );
+    // The running one may have begun: abandoned, where it was, with its start kept.
+    let abandoned = &taken[0];
+    assert_eq!(
+        (
+            abandoned.status,
+            abandoned.node.as_str(),
+            abandoned.finished_at
+        ),
+        (RunStatus::Abandoned, "node-a", Some(at))
+    );
+    assert_eq!(abandoned.started_at, Some(ts("2026-01-01T00:05:00Z")));
+    assert!(abandoned.error.as_deref().unwrap().contains("running"));
+    // The queued ones cannot have: node-c's now, still queued, each under a new token.
+    for (was, now) in [&queued, &retry, &manual].into_iter().zip(&taken[1..]) {
+        assert_eq!(
+            (now.status, now.node.as_str(), now.trigger, now.attempt),
+            (RunStatus::Queued, "node-c", was.trigger, was.attempt)
+        );
+        assert_eq!((now.scheduled_at, now.started_at), (was.scheduled_at, None));
+        assert_eq!((now.finished_at, now.error.as_deref()), (None, None));
+        assert_ne!(now.fencing_token, was.fencing_token);
+        assert_eq!(store.get_run(now.id).await.unwrap().as_ref(), Some(now));
+        // The old holder can neither start nor finish it...
+        assert!(!store
+            .start_run(was.id, was.fencing_token, at)
+            .await
+            .unwrap());
+        assert!(!store
+            .finish_run(finish(
+                was.id,
+                was.fencing_token,
+                RunStatus::Succeeded,
+                "2026-01-01T01:00:01Z"
+            ))
+            .await
+            .unwrap());
+    }
+    // ... the new one can.
+    let handed = &taken[1];
+    assert!(store
+        .start_run(handed.id, handed.fencing_token, at)
+        .await
+        .unwrap());
+    assert!(store
+        .finish_run(finish(
+            handed.id,
+            handed.fencing_token,
+            RunStatus::Succeeded,
+            "2026-01-01T01:00:02Z"
+        ))
+        .await
+        .unwrap());
+    // The fire is still claimed once, and where the schedule stands has not moved.
+    assert!(store
+        .claim_fire(claim(&n, "2026-01-01T00:10:00Z", 1))
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        store.last_fire(&n).await.unwrap(),
+        Some(ts("2026-01-01T00:15:00Z"))
+    );
+    // Another node's runs are not touched; and there is nothing left to take over.
+    assert_eq!(
+        store.get_run(other_node.id).await.unwrap(),
+        Some(other_node)
+    );
+    assert!(store
+        .take_over_runs("node-a", "node-c", at)
+        .await
+        .unwrap()
+        .is_empty());
+    // A node restarted under the same name takes its own over: queued runs stay its own.
+    let again = store
+        .claim_fire(claim(&n, "2026-01-01T00:25:00Z", 1))
+        .await
+        .unwrap()
+        .unwrap();
+    let own = store.take_over_runs("node-a", "node-a", at).await.unwrap();
+    assert_eq!(own.len(), 1);
+    assert_eq!(
+        (own[0].id, own[0].status, own[0].node.as_str()),
+        (again.id, RunStatus::Queued, "node-a")
+    );
+    assert_ne!(own[0].fencing_token, again.fencing_token);
+}
+
 async fn runs_list_newest_first_with_filters<S: Store>(store: Arc<S>) {
     let (a, b) = (name("alpha"), name("beta"));
     store
@@ -1159,13 +1309,26 @@ async fn dead_nodes_are_rescued_once_and_leases_have_one_holder<S: Store>(store:
     // At :11 "a" is dead; "b" is not. A live node is not rescued.
     assert_eq!(store.dead_nodes(t("11")).await.unwrap(), ["a"]);
     assert_eq!(store.live_nodes(t("11")).await.unwrap(), ["b"]);
-    assert_eq!(store.rescue_node("b", t("11")).await.unwrap(), None);
-    let rescued = store.rescue_node("a", t("11")).await.unwrap().unwrap();
+    assert_eq!(store.rescue_node("b", "a", t("11")).await.unwrap(), None);
+    // "b" rescues "a": the run "a" started may have begun, and is abandoned; the one still
+    // queued cannot have, and becomes "b"'s (see `take_over_runs`).
+    let rescued = store.rescue_node("a", "b", t("11")).await.unwrap().unwrap();
     let ids: Vec<RunId> = rescued.iter().map(|r| r.id).collect();
     assert_eq!(ids, [started.id, queued.id]);
-    assert!(rescued.iter().all(|r| r.status == RunStatus::Abandoned));
+    assert_eq!(
+        (rescued[0].status, rescued[0].node.as_str()),
+        (RunStatus::Abandoned, "a")
+    );
+    assert_eq!(
+        (rescued[1].status, rescued[1].node.as_str()),
+        (RunStatus::Queued, "b")
+    );
+    assert!(!store
+        .start_run(queued.id, queued.fencing_token, t("20"))
+        .await
+        .unwrap());
     // Once only: a second rescuer finds nothing to do.
-    assert_eq!(store.rescue_node("a", t("12")).await.unwrap(), None);
+    assert_eq!(store.rescue_node("a", "c", t("12")).await.unwrap(), None);
     assert_eq!(
         store.dead_nodes(t("12")).await.unwrap(),
         Vec::<String>::new()
@@ -1304,6 +1467,11 @@ macro_rules! conformance {
             async fn dead_nodes_are_rescued_once_and_leases_have_one_holder() {
                 let Some((store, _db)) = open().await else { return };
                 super::dead_nodes_are_rescued_once_and_leases_have_one_holder(store).await;
+            }
+            #[tokio::test]
+            async fn unfinished_runs_are_taken_over_by_what_they_may_have_done() {
+                let Some((store, _db)) = open().await else { return };
+                super::unfinished_runs_are_taken_over_by_what_they_may_have_done(store).await;
             }
             #[tokio::test]
             async fn unfinished_runs_are_abandoned_not_lost() {
@@ -1814,6 +1982,70 @@ async fn postgres_a_claim_racing_the_rescue_of_its_node_is_refused() {
         .unwrap();
     assert!(runs.is_empty(), "{runs:?}");
     rescuer.close().await.unwrap();
+}
+
+/// A run's start recorded while its node is being rescued (the start's transaction not yet
+/// committed when the rescue begins) is seen by the rescue as it is once committed: the run is
+/// abandoned (it may have begun), neither left `running` for good nor handed to the rescuer
+/// as if it had not begun.
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn postgres_a_start_racing_the_rescue_of_its_node_is_seen_by_it() {
+    use sqlx::Connection;
+
+    let Some((store, database)) = pg::store().await else {
+        return;
+    };
+    let t = |s: &str| ts(&format!("2026-01-01T00:00:{s}Z"));
+    let n = name("raced");
+    store.upsert_job(&job("raced"), t("00")).await.unwrap();
+    assert!(!store.heartbeat("a", t("00"), t("10")).await.unwrap());
+    let mut fire = claim(&n, "2026-01-01T00:00:09Z", 1);
+    fire.node = "a";
+    let run = store.claim_fire(fire).await.unwrap().unwrap();
+    // Node "a" records the run's start, on a connection of the test's own so that the write
+    // can be held uncommitted: what `start_runs` does.
+    let mut node = sqlx::PgConnection::connect(&database.url).await.unwrap();
+    let mut start = node.begin().await.unwrap();
+    let started = sqlx::query(
+        "UPDATE runs SET status = 'running', started_at = $3
+         WHERE id = $1 AND fencing_token = $2 AND status = 'queued'",
+    )
+    .bind(run.id.0)
+    .bind(run.fencing_token)
+    .bind(t("09").as_microsecond())
+    .execute(&mut *start)
+    .await
+    .unwrap()
+    .rows_affected();
+    assert_eq!(started, 1);
+    let rescuing = tokio::spawn({
+        let store = store.clone();
+        async move { store.rescue_node("a", "b", t("11")).await }
+    });
+    let mut waited = 0;
+    while !rescuing.is_finished() && waited < 20 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        waited += 1;
+    }
+    assert!(
+        !rescuing.is_finished(),
+        "the rescue did not wait for the start"
+    );
+    start.commit().await.unwrap();
+    let rescued = tokio::time::timeout(std::time::Duration::from_secs(10), rescuing)
+        .await
+        .expect("the rescue to end once the start committed")
+        .unwrap()
+        .unwrap()
+        .expect("node a was dead");
+    assert_eq!(rescued.len(), 1, "{rescued:?}");
+    assert_eq!(
+        (rescued[0].id, rescued[0].status, rescued[0].node.as_str()),
+        (run.id, RunStatus::Abandoned, "a")
+    );
+    assert_eq!(rescued[0].started_at, Some(t("09")));
+    node.close().await.unwrap();
 }
 
 /// A run's output may hold NUL, which a PostgreSQL `TEXT` cannot: the result is recorded with

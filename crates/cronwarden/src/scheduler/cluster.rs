@@ -3,11 +3,20 @@
 //! Each node heartbeats: it records in the store that it is alive until now + `node_lease`,
 //! every `heartbeat_interval`. A node whose heartbeat runs out is presumed dead; the node that
 //! holds the `maintenance` lease rescues it: in one transaction the dead node is forgotten and
-//! its queued and running runs are recorded `abandoned`, then retried per their jobs' policy.
-//! A node that comes back (it was stopped, or cut off from the store) cannot overwrite the
-//! newer attempt's result (fencing), and does not start what it claimed before: a claim holds
-//! only while the node's own heartbeat does, and only in the epoch it was made in (the epoch
-//! moves on whenever the node finds its heartbeat ran out).
+//! its runs are taken over ([`crate::store::Store::take_over_runs`]). A run whose start was
+//! recorded may have begun: it is recorded `abandoned` and retried per its job's policy. A run
+//! still `queued` cannot have begun, since on a shared store a run's action begins only once
+//! its start is recorded (see `runner`): it becomes the rescuer's, under a new fencing token,
+//! and the rescuer runs it, so that a fire claimed ahead by a node that died before its
+//! instant is not lost. A node that comes back (it was stopped, or cut off from the store)
+//! can neither start what was taken over (its start is refused) nor overwrite a newer
+//! attempt's result (fencing).
+//!
+//! A node takes another's silence for its death only once it has itself been in touch with
+//! the store, without a break, for a whole lease. When the store was out of reach for everyone
+//! (a database restart), every lease ran out meanwhile, and nobody died: each node is given a
+//! full lease, from when it is back in touch, to heartbeat before it is rescued. When only one
+//! node was cut off, the others were in touch all along and rescue it as usual.
 //!
 //! Fires are spread across nodes: each job has a preferred node among the live ones
 //! (rendezvous hashing of node and job names), which claims its fires `claim_ahead` before
@@ -17,13 +26,15 @@
 //! On a store that is not shared (SQLite), none of this runs: the node is alone, its claims
 //! always hold, and start-up recovery takes over whatever a previous process left.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use jiff::{SignedDuration, Timestamp};
 
-use super::Inner;
-use crate::model::{JobName, Run};
+use super::{Inner, Plan};
+use crate::model::{JobName, Run, RunStatus, Trigger};
 
 /// The name of the lease under which one node at a time does the maintenance work.
 pub(super) const MAINTENANCE: &str = "maintenance";
@@ -33,18 +44,12 @@ pub(super) struct Membership {
     shared: bool,
     /// Until when (microseconds) this node's last heartbeat holds.
     lease_until_us: AtomicI64,
-    /// Moves on whenever this node may have lost what it claimed.
-    epoch: AtomicU64,
     /// The live nodes, by name (this one included).
     members: Mutex<Arc<Vec<String>>>,
     /// Whether this node holds the maintenance lease.
     maintainer: AtomicBool,
     /// Wakes the heartbeat early (a claim found the heartbeat out of date).
     heartbeat_now: tokio::sync::Notify,
-    /// This node's runs that it recorded abandoned itself (its heartbeat had run out), to be
-    /// retried once it has heartbeated again: the store takes no claim, a retry's included,
-    /// from a node that was rescued and is not back.
-    abandoned_here: Mutex<Vec<Run>>,
 }
 
 impl Membership {
@@ -52,35 +57,23 @@ impl Membership {
         Membership {
             shared,
             lease_until_us: AtomicI64::new(if shared { i64::MIN } else { i64::MAX }),
-            epoch: AtomicU64::new(0),
             members: Mutex::new(Arc::new(Vec::new())),
             maintainer: AtomicBool::new(!shared),
             heartbeat_now: tokio::sync::Notify::new(),
-            abandoned_here: Mutex::new(Vec::new()),
         }
     }
 
-    /// Queues a run this node recorded abandoned, to be retried after its next heartbeat.
-    pub(super) fn abandoned_here(&self, run: Run) {
-        self.abandoned_here.lock().unwrap().push(run);
-        self.heartbeat_soon();
-    }
-
-    pub(super) fn epoch(&self) -> u64 {
-        self.epoch.load(Ordering::SeqCst)
-    }
-
-    /// Whether a fire claimed in `epoch` may still be run at `now`.
-    pub(super) fn claim_holds(&self, epoch: u64, now: Timestamp) -> bool {
-        !self.shared
-            || (epoch == self.epoch()
-                && now.as_microsecond() <= self.lease_until_us.load(Ordering::SeqCst))
+    /// Whether the store is shared with other nodes: then a run's start is recorded before
+    /// its action begins.
+    pub(super) fn shared(&self) -> bool {
+        self.shared
     }
 
     /// Whether this node may claim now: its heartbeat holds for `margin` more at least (a
     /// claim made just before the lease runs out could race a rescue of this node).
-    pub(super) fn may_claim(&self, epoch: u64, now: Timestamp, margin: SignedDuration) -> bool {
-        !self.shared || self.claim_holds(epoch, now + margin)
+    pub(super) fn may_claim(&self, now: Timestamp, margin: SignedDuration) -> bool {
+        !self.shared
+            || (now + margin).as_microsecond() <= self.lease_until_us.load(Ordering::SeqCst)
     }
 
     /// Asks for a heartbeat now rather than at the next interval.
@@ -106,6 +99,59 @@ impl Membership {
         let score = |n: &str| mix(fnv1a(n.as_bytes(), job.as_str().as_bytes()));
         let best = members.iter().max_by_key(|n| (score(n), n.as_str()));
         best.is_none_or(|best| best == node)
+    }
+}
+
+/// How long this node has been in touch with the store without a break, on the monotonic
+/// clock (a store outage, a stopped process and a slow store call all count as breaks).
+///
+/// A node may take another's silence for its death only after a whole lease in touch: if the
+/// store was out of reach for everyone, this node's own heartbeats stopped too, for as long;
+/// then every node gets a full lease from here to heartbeat. A break no longer than
+/// `max_gap` is not one: it is shorter than what any node's lease has left at any time
+/// (`node_lease` minus `heartbeat_interval`), so an outage that short cannot have made anyone
+/// look dead.
+#[derive(Debug)]
+pub(super) struct InTouch {
+    max_gap: Duration,
+    lease: Duration,
+    /// Since when, and the last heartbeat.
+    since: Option<Instant>,
+    last: Option<Instant>,
+}
+
+impl InTouch {
+    pub(super) fn new(lease: SignedDuration) -> InTouch {
+        let lease = lease.unsigned_abs();
+        InTouch {
+            max_gap: lease / 2,
+            lease,
+            since: None,
+            last: None,
+        }
+    }
+
+    /// A heartbeat written at `at`. Returns how long the break before it was, if there was one
+    /// (not for the first heartbeat).
+    pub(super) fn beat(&mut self, at: Instant) -> Option<Duration> {
+        let gap = self.last.map(|last| at.saturating_duration_since(last));
+        let broken = gap.is_none_or(|gap| gap > self.max_gap);
+        if broken {
+            self.since = Some(at);
+        }
+        self.last = Some(at);
+        gap.filter(|_| broken)
+    }
+
+    /// Whether, at `at`, this node has been in touch for a whole lease and still is.
+    pub(super) fn for_a_lease(&self, at: Instant) -> bool {
+        match (self.since, self.last) {
+            (Some(since), Some(last)) => {
+                at.saturating_duration_since(last) <= self.max_gap
+                    && at.saturating_duration_since(since) >= self.lease
+            }
+            _ => false,
+        }
     }
 }
 
@@ -137,46 +183,29 @@ impl Inner {
         let node = self.config.node.clone();
         let lease = self.config.node_lease;
         let mut joined = false;
+        let mut in_touch = InTouch::new(lease);
         loop {
             let now = self.clock.now();
-            let mut heartbeated = false;
-            {
-                // No claim is made while this node decides whether its claims still hold.
-                let _claiming = self.claiming.lock().await;
-                let held_until = self.membership.lease_until_us.load(Ordering::SeqCst);
-                if joined && now.as_microsecond() > held_until {
-                    // The heartbeat ran out (the process was stopped, or the store was out of
-                    // reach): what was claimed before may be another node's now.
-                    self.membership.epoch.fetch_add(1, Ordering::SeqCst);
-                    tracing::warn!(
-                        node,
-                        "this node's heartbeat ran out; its earlier claims are given up"
-                    );
-                    // Its own runs: retried once it has heartbeated again (below).
-                    if let Some(runs) = self.rescued_runs(&node, now).await {
-                        self.membership.abandoned_here.lock().unwrap().extend(runs);
-                    }
-                }
-                match self.store.heartbeat(&node, now, now + lease).await {
-                    Ok(alive) => {
-                        heartbeated = true;
-                        if joined && !alive {
-                            // Presumed dead, and perhaps rescued, in the meantime.
-                            self.membership.epoch.fetch_add(1, Ordering::SeqCst);
-                        }
-                        joined = true;
-                        self.membership
-                            .lease_until_us
-                            .store((now + lease).as_microsecond(), Ordering::SeqCst);
-                    }
-                    Err(e) => tracing::warn!(error = %e, "cannot heartbeat; retrying"),
-                }
+            let held_until = self.membership.lease_until_us.load(Ordering::SeqCst);
+            if joined && now.as_microsecond() > held_until {
+                // Its runs carry on; what it claimed starts only if no other node took it
+                // over meanwhile (the store refuses the start otherwise).
+                tracing::warn!(node, "this node's heartbeat ran out (the process was stopped, or the store was out of reach)");
             }
-            if heartbeated {
-                let runs = std::mem::take(&mut *self.membership.abandoned_here.lock().unwrap());
-                if !runs.is_empty() {
-                    self.retry_abandoned(runs).await;
+            match self.store.heartbeat(&node, now, now + lease).await {
+                Ok(alive) => {
+                    if joined && !alive {
+                        tracing::warn!(node, "this node was presumed dead meanwhile; what another node took over of its runs does not start here");
+                    }
+                    joined = true;
+                    self.membership
+                        .lease_until_us
+                        .store((now + lease).as_microsecond(), Ordering::SeqCst);
+                    if let Some(gap) = in_touch.beat(Instant::now()) {
+                        tracing::warn!(node, "this node was out of touch with the store for {gap:.1?}: it rescues no other node until it has been in touch for a whole lease (they may have been cut off too)");
+                    }
                 }
+                Err(e) => tracing::warn!(error = %e, "cannot heartbeat; retrying"),
             }
             match self.store.live_nodes(now).await {
                 Ok(mut nodes) => {
@@ -208,7 +237,7 @@ impl Inner {
                     if held != self.membership.maintainer.swap(held, Ordering::SeqCst) {
                         tracing::info!(node, held, "maintenance lease");
                     }
-                    if held {
+                    if held && in_touch.for_a_lease(Instant::now()) {
                         self.rescue_dead_nodes(now).await;
                     }
                 }
@@ -244,37 +273,120 @@ impl Inner {
         }
     }
 
-    /// Rescues `node`'s runs if its heartbeat ran out: they are recorded abandoned and retried
-    /// here, per their jobs' retry policy.
+    /// Takes `node`'s runs over if its heartbeat ran out: those that may have begun are
+    /// recorded abandoned and retried here per their jobs' retry policy; those that cannot
+    /// have begun are run here.
     async fn rescue(self: &Arc<Self>, node: &str, now: Timestamp) {
-        if let Some(runs) = self.rescued_runs(node, now).await {
-            self.retry_abandoned(runs).await;
-        }
-    }
-
-    /// Records `node`'s unfinished runs abandoned if its heartbeat ran out, and returns them
-    /// (to be retried per policy).
-    async fn rescued_runs(&self, node: &str, now: Timestamp) -> Option<Vec<Run>> {
-        let runs = match self.store.rescue_node(node, now).await {
+        let runs = match self.store.rescue_node(node, &self.config.node, now).await {
             Ok(Some(runs)) => runs,
-            Ok(None) => return None,
+            Ok(None) => return,
             Err(e) => {
                 tracing::warn!(node, error = %e, "cannot rescue a dead node's runs");
-                return None;
+                return;
             }
         };
+        let (unbegun, abandoned): (Vec<Run>, Vec<Run>) = runs
+            .into_iter()
+            .partition(|r| r.status == RunStatus::Queued);
         tracing::warn!(
             node,
-            runs = runs.len(),
-            "node presumed dead; its unfinished runs are abandoned and retried per policy"
+            abandoned = abandoned.len(),
+            taken_over = unbegun.len(),
+            "node presumed dead; its runs that may have begun are abandoned and retried per policy, those that cannot have begun run here"
         );
-        Some(runs)
+        self.retry_abandoned(abandoned).await;
+        self.run_unbegun(unbegun);
+    }
+
+    /// Runs what this node took over and what cannot have begun (a dead node's claims, or
+    /// its own from before a restart), as if it had claimed it: a fire at its instant, or at
+    /// once if that has passed, through its job's misfire policy (one found later than its
+    /// grace is recorded missed, unless the policy catches it up); other runs (retries,
+    /// manual and chained runs) at once.
+    pub(super) fn run_unbegun(self: &Arc<Self>, runs: Vec<Run>) {
+        let now = self.clock.now();
+        let mut by_job: BTreeMap<JobName, Vec<Run>> = BTreeMap::new();
+        for run in runs {
+            by_job.entry(run.job.clone()).or_default().push(run);
+        }
+        for (job, runs) in by_job {
+            tracing::info!(job = %job, runs = runs.len(), "runs taken over that had not begun; run here");
+            let spec = self.jobs.lock().unwrap().get(&job).map(|j| j.spec.clone());
+            let Some(spec) = spec else {
+                let inner = self.clone();
+                self.tasks.spawn(async move {
+                    for run in runs {
+                        let reason = Some("skipped: the job was deleted".to_owned());
+                        inner
+                            .finish(run, RunStatus::Skipped, None, reason, None)
+                            .await;
+                    }
+                });
+                continue;
+            };
+            let (mut fires, others): (Vec<Run>, Vec<Run>) = runs
+                .into_iter()
+                .partition(|r| matches!(r.trigger, Trigger::Schedule | Trigger::CatchUp));
+            for run in others {
+                self.dispatch(run);
+            }
+            if fires.is_empty() {
+                continue;
+            }
+            fires.sort_by_key(|r| r.scheduled_at);
+            let plan = Plan::new(&spec, fires.iter().map(|r| r.scheduled_at).collect(), now);
+            let (missed, fires): (Vec<Run>, Vec<Run>) = fires
+                .into_iter()
+                .partition(|r| plan.missed.contains(&r.scheduled_at));
+            let inner = self.clone();
+            // One after another, as a backlog of catch-up runs.
+            self.tasks.spawn(async move {
+                for run in missed {
+                    let reason = "missed: its node stopped before running it, and it was taken over later than its grace";
+                    inner
+                        .finish(run, RunStatus::Missed, None, Some(reason.to_owned()), None)
+                        .await;
+                }
+                for run in fires {
+                    inner.wait_idle(&run.job).await;
+                    inner.clone().release(run, spec.clone()).await;
+                }
+            });
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_node_rescues_only_after_a_whole_lease_in_touch() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        // Lease 10 s: breaks up to 5 s do not count.
+        let mut touch = InTouch::new(SignedDuration::from_secs(10));
+        assert!(!touch.for_a_lease(at(0)), "not before the first heartbeat");
+        assert_eq!(touch.beat(at(0)), None, "the first heartbeat is no break");
+        assert!(!touch.for_a_lease(at(9_999)));
+        for ms in (2_000..=10_000).step_by(2_000) {
+            assert_eq!(touch.beat(at(ms)), None);
+        }
+        assert!(touch.for_a_lease(at(10_000)));
+        // A heartbeat late by 4 s (a slow store call) is no break either.
+        assert_eq!(touch.beat(at(15_000)), None);
+        assert!(touch.for_a_lease(at(15_000)));
+        // But while no heartbeat lands for longer, it is out of touch at once, ...
+        assert!(!touch.for_a_lease(at(20_001)));
+        // ... and back in touch after a store outage of 12 s, it waits a whole lease.
+        assert_eq!(touch.beat(at(27_000)), Some(Duration::from_secs(12)));
+        for ms in (29_000..=35_000).step_by(2_000) {
+            assert_eq!(touch.beat(at(ms)), None);
+            assert!(!touch.for_a_lease(at(ms)), "at {ms} ms");
+        }
+        assert_eq!(touch.beat(at(37_000)), None);
+        assert!(touch.for_a_lease(at(37_000)));
+    }
 
     #[test]
     fn every_node_agrees_on_one_preferred_node_per_job_and_the_load_spreads() {

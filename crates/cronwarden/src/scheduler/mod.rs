@@ -353,11 +353,10 @@ pub(crate) struct Inner {
     /// the store, so that a reload never sees a store older than the timetable: without it, a
     /// job created while the reload read the store would be taken for one deleted elsewhere.
     job_changes: tokio::sync::Mutex<()>,
-    /// Held while fires are claimed, and while the node decides whether its claims still
-    /// hold (see [`cluster`]).
-    claiming: tokio::sync::Mutex<()>,
     /// This node's view of the cluster (on a shared store).
     membership: cluster::Membership,
+    /// Run starts being written before their actions begin (on a shared store).
+    start_writes: Arc<runner::StartWrites>,
     /// Counts changes to the set of jobs on the timetable and their definitions (not the
     /// fires): what a cache of job views is valid for.
     timetable_version: std::sync::atomic::AtomicU64,
@@ -420,8 +419,8 @@ impl Scheduler {
                 config,
                 jobs: Mutex::new(HashMap::new()),
                 job_changes: tokio::sync::Mutex::new(()),
-                claiming: tokio::sync::Mutex::new(()),
                 membership: cluster::Membership::new(shared),
+                start_writes: Arc::default(),
                 timetable_version: std::sync::atomic::AtomicU64::new(0),
                 followers: Mutex::new(HashMap::new()),
                 wake: Notify::new(),
@@ -1008,15 +1007,25 @@ impl Inner {
                 tracing::error!(job = %record.spec.name, error = %e, "stored job is invalid; it will not fire");
             }
         }
-        // Alone on the store, every unfinished run belongs to a process that is gone. On a
-        // shared store only this node's own (under the same name, before a restart): other
-        // nodes' runs are theirs, or are rescued once their heartbeat runs out.
-        let mine = self.store.shared().then_some(self.config.node.as_str());
-        let abandoned = self.store.abandon_runs(mine, now).await?;
+        // Alone on the store, every unfinished run belongs to a process that is gone, and may
+        // have begun (starts are recorded after their action begins). On a shared store only
+        // this node's own (under the same name, before a restart): other nodes' runs are
+        // theirs, or are rescued once their heartbeat runs out; and a run still queued there
+        // cannot have begun (its start would have been recorded first), so it runs now.
+        let node = self.config.node.as_str();
+        let runs = if self.store.shared() {
+            self.store.take_over_runs(node, node, now).await?
+        } else {
+            self.store.abandon_runs(None, now).await?
+        };
+        let (unbegun, abandoned): (Vec<Run>, Vec<Run>) = runs
+            .into_iter()
+            .partition(|r| r.status == RunStatus::Queued);
         for run in &abandoned {
             tracing::warn!(job = %run.job, run = %run.id, "run was left unfinished by a previous process; recorded abandoned");
         }
         self.retry_abandoned(abandoned).await;
+        self.run_unbegun(unbegun);
         Ok(())
     }
 
@@ -1144,15 +1153,12 @@ impl Inner {
             claims.extend(plan.catch_up.iter().map(|at| claim(at, Trigger::CatchUp)));
             claims.extend(plan.on_time.iter().map(|at| claim(at, Trigger::Schedule)));
         }
-        let claiming = self.claiming.lock().await;
-        let epoch = self.membership.epoch();
         if !self
             .membership
-            .may_claim(epoch, now, self.config.heartbeat_interval)
+            .may_claim(now, self.config.heartbeat_interval)
         {
             // This node's heartbeat is not current (the store was out of reach, or the process
             // stopped): it may have been presumed dead and rescued. Claim after the next one.
-            drop(claiming);
             self.rewind(&claims);
             self.membership.heartbeat_soon();
             return Err(StoreError::Database(
@@ -1162,7 +1168,6 @@ impl Inner {
         let timer = std::time::Instant::now();
         let claimed = self.store.claim_fires(&claims).await;
         self.store_writes.observe(&claimed);
-        drop(claiming);
         metrics::histogram!("cronwarden_store_seconds", "op" => "claim")
             .record(timer.elapsed().as_secs_f64());
         let claimed = match claimed {
@@ -1216,7 +1221,7 @@ impl Inner {
                 self.tasks.spawn(async move {
                     for run in runs {
                         inner.wait_idle(&run.job).await;
-                        inner.clone().release(run, spec.clone(), epoch).await;
+                        inner.clone().release(run, spec.clone()).await;
                     }
                 });
             }
@@ -1255,8 +1260,7 @@ impl Inner {
             slice.make_room();
         }
         for (at, slices) in instants {
-            self.tasks
-                .spawn(self.clone().release_instant(at, slices, epoch));
+            self.tasks.spawn(self.clone().release_instant(at, slices));
         }
         Ok(())
     }
@@ -1267,11 +1271,12 @@ impl Inner {
     /// The runs come in slices, each admitted under one lock from a task of its own: every
     /// worker thread starts runs, and the first start waits for one slice's admission, not
     /// the whole instant's.
-    async fn release_instant(self: Arc<Self>, at: Timestamp, slices: Vec<Slice>, epoch: u64) {
+    async fn release_instant(self: Arc<Self>, at: Timestamp, slices: Vec<Slice>) {
         self.clock.sleep_until(at).await;
-        if let Some((status, reason)) = self.release_refused(epoch) {
+        if let Some((status, reason)) = self.release_refused() {
             for ticket in slices.into_iter().flat_map(|slice| slice.tickets) {
-                self.refused(ticket.run, status, reason).await;
+                self.finish(ticket.run, status, None, Some(reason.to_owned()), None)
+                    .await;
             }
             return;
         }
@@ -1302,6 +1307,11 @@ impl Inner {
                         let token = t.token.take().unwrap_or_default();
                         inner.admit_released(&mut jobs, &t.run, &t.claimed_under, token)
                     }));
+                }
+                if inner.membership.shared() {
+                    inner
+                        .record_starts_here(tickets.iter_mut().map(|t| &mut t.run), &admissions)
+                        .await;
                 }
                 let mut batch = StartBatch::new(starts);
                 for (admission, ticket) in admissions.into_iter().zip(tickets) {
@@ -1346,35 +1356,13 @@ impl Inner {
         }
     }
 
-    /// Records a run that may not start (see [`Self::release_refused`]). One this node
-    /// abandoned itself is retried per policy after its next heartbeat (and announced then).
-    async fn refused(&self, run: Run, status: RunStatus, reason: &str) {
-        if status == RunStatus::Abandoned {
-            if let Some(done) = self
-                .record_result(run, status, None, Some(reason.to_owned()), None)
-                .await
-            {
-                self.membership.abandoned_here(done);
-            }
-        } else {
-            self.finish(run, status, None, Some(reason.to_owned()), None)
-                .await;
-        }
-    }
-
-    /// Why runs claimed under `epoch` may not start now, if they may not: the status and
-    /// reason to record them with instead.
-    fn release_refused(&self, epoch: u64) -> Option<(RunStatus, &'static str)> {
-        if !self.membership.claim_holds(epoch, self.clock.now()) {
-            // This node's heartbeat ran out since the claim: the run is another node's to
-            // rescue (or this node's own, in its next heartbeat), not to start here. Recorded
-            // abandoned unless a rescue got there first (then the token is stale).
-            tracing::warn!("claims given up: this node's heartbeat ran out since");
-            return Some((
-                RunStatus::Abandoned,
-                "abandoned: the node that claimed it lost its heartbeat before its instant",
-            ));
-        }
+    /// Why claimed runs may not start now, if they may not: the status and reason to record
+    /// them with instead.
+    ///
+    /// (On a shared store, a claim whose node was presumed dead meanwhile is not refused
+    /// here: another node may have taken it over, or not, and the store says which when the
+    /// run's start is recorded, before its action begins.)
+    fn release_refused(&self) -> Option<(RunStatus, &'static str)> {
         if self.cancel_runs.is_cancelled() {
             return Some((
                 RunStatus::Interrupted,
@@ -1420,10 +1408,11 @@ impl Inner {
     ///
     /// The run executes on this task: at a busy instant, the work of starting thousands of runs
     /// is already done (tasks spawned, timers set) when the instant comes.
-    async fn release(self: Arc<Self>, run: Run, claimed_under: Arc<JobSpec>, epoch: u64) {
+    async fn release(self: Arc<Self>, run: Run, claimed_under: Arc<JobSpec>) {
         self.clock.sleep_until(run.scheduled_at).await;
-        if let Some((status, reason)) = self.release_refused(epoch) {
-            self.refused(run, status, reason).await;
+        if let Some((status, reason)) = self.release_refused() {
+            self.finish(run, status, None, Some(reason.to_owned()), None)
+                .await;
             return;
         }
         let admission = {

@@ -1,16 +1,17 @@
 //! Running one claimed run: overlap, the global limit, jitter, timeout, cancellation, the
 //! result, retries and chained jobs.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use jiff::{SignedDuration, Timestamp};
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{oneshot, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 
 use super::{Inner, SchedulerEvent};
 use crate::executor::{Execution, Outcome, RunContext};
 use crate::model::{Action, JobName, JobSpec, OverlapPolicy, Run, RunStatus, Trigger};
-use crate::store::{ClaimFire, NewRun, StartRun};
+use crate::store::{ClaimFire, NewRun, StartRun, Store, StoreError};
 
 /// How long a cancelled action may take to stop: long enough for a command's SIGTERM, its
 /// grace and the SIGKILL of its process group; a Rust job that ignores its token is dropped
@@ -150,8 +151,11 @@ impl Inner {
         if let Some(job) = self.jobs.lock().unwrap().get_mut(&job) {
             job.running.end(id);
         }
-        let result = self
-            .record_result(
+        let result = if ending.taken_over {
+            tracing::warn!(job = %run.job, run = %run.id, "claim given up: another node took the run over before it started");
+            None
+        } else {
+            self.record_result(
                 run,
                 ending.status,
                 ending.exit_code,
@@ -159,7 +163,8 @@ impl Inner {
                 ending.output,
             )
             .await
-            .map(|finished| (finished, ending.retry));
+            .map(|finished| (finished, ending.retry))
+        };
         let (next, idle) = {
             let mut jobs = self.jobs.lock().unwrap();
             match jobs.get_mut(&job) {
@@ -244,6 +249,15 @@ impl Inner {
                 return Ending::interrupted(self.interruption());
             }
         }
+        // On a shared store the start is recorded first, unless it was already (at its
+        // instant, with others): see `record_starts_here`.
+        if self.membership.shared() && run.status != RunStatus::Running {
+            match Box::pin(self.record_start(run, token)).await {
+                StartRecord::Recorded => {}
+                StartRecord::TakenOver => return Ending::taken_over(),
+                StartRecord::Cancelled => return Ending::interrupted(self.interruption()),
+            }
+        }
         let begun = self.begin(spec, run, token, permit, None, None);
         self.drive(spec, run, token, begun).await
     }
@@ -269,7 +283,9 @@ impl Inner {
         batch: &mut StartBatch,
         prepared: Option<Execution>,
     ) -> Option<Begun> {
-        if !Self::begins_inline(spec, run) || token.is_cancelled() {
+        // On a shared store, only a run whose start is recorded may begin.
+        let unrecorded = self.membership.shared() && run.status != RunStatus::Running;
+        if !Self::begins_inline(spec, run) || token.is_cancelled() || unrecorded {
             return None;
         }
         let permit = batch.permit(&self.permits)?;
@@ -293,7 +309,8 @@ impl Inner {
 
     /// Marks `run` started, announces it and starts its action (not polled yet; `prepared`
     /// if it was made ahead). Its start record goes to `batch` if given (to be sent with
-    /// others), else to the recorder.
+    /// others), else to the recorder; none, if it was recorded before (the run is `running`
+    /// already: on a shared store).
     fn begin(
         &self,
         spec: &Arc<JobSpec>,
@@ -303,31 +320,31 @@ impl Inner {
         batch: Option<&mut StartBatch>,
         prepared: Option<Execution>,
     ) -> Begun {
-        // The start is recorded in the background: the action does not wait for the store. A
-        // run taken over meanwhile (its node presumed dead) still cannot record its result:
-        // that needs the current fencing token.
-        let started_at = self.clock.now();
-        let lateness = started_at
-            .duration_since(run.scheduled_at)
-            .as_secs_f64()
-            .max(0.0);
-        let start = StartRun {
+        // Alone on its store, the start is recorded in the background: the action does not
+        // wait for the store. A run taken over meanwhile (its node presumed dead) still cannot
+        // record its result: that needs the current fencing token.
+        let now = self.clock.now();
+        let recorded = run.status == RunStatus::Running;
+        let started_at = run.started_at.filter(|_| recorded).unwrap_or(now);
+        let lateness = now.duration_since(run.scheduled_at).as_secs_f64().max(0.0);
+        let start = (!recorded).then_some(StartRun {
             id: run.id,
             fencing_token: run.fencing_token,
             at: started_at,
-        };
+        });
         let unsent = match batch {
             Some(batch) => {
                 batch.lateness.record(lateness);
-                batch.starts.push(start);
+                batch.starts.extend(start);
                 None
             }
             None => {
                 metrics::histogram!("cronwarden_run_lateness_seconds").record(lateness);
                 metrics::gauge!("cronwarden_runs_running").increment(1.0);
-                match self.recorder.get() {
-                    Some(recorder) => recorder.start(start).err(),
-                    None => Some(start),
+                match (start, self.recorder.get()) {
+                    (None, _) => None,
+                    (Some(start), Some(recorder)) => recorder.start(start).err(),
+                    (Some(start), None) => Some(start),
                 }
             }
         };
@@ -394,6 +411,7 @@ impl Inner {
         };
         let ending = match ended {
             Ok(Outcome::Succeeded { output, exit_code }) => Ending {
+                taken_over: false,
                 status: RunStatus::Succeeded,
                 retry: None,
                 exit_code,
@@ -407,6 +425,7 @@ impl Inner {
                 exit_code,
                 retry_after,
             }) => Ending {
+                taken_over: false,
                 status: RunStatus::Failed,
                 retry: retryable.then_some(RetryWait::Backoff {
                     at_least: retry_after.unwrap_or(SignedDuration::ZERO),
@@ -431,6 +450,7 @@ impl Inner {
                     _ => self.interruption(),
                 };
                 Ending {
+                    taken_over: false,
                     status,
                     retry: (status == RunStatus::TimedOut).then_some(RetryWait::Backoff {
                         at_least: SignedDuration::ZERO,
@@ -740,6 +760,8 @@ impl Inner {
 
 /// How a run's action ended, to be recorded.
 struct Ending {
+    /// It never started: another node took it over, and its record is that node's to write.
+    taken_over: bool,
     status: RunStatus,
     /// Whether another attempt may help, and when.
     retry: Option<RetryWait>,
@@ -752,11 +774,213 @@ impl Ending {
     /// A run that never started: the scheduler stopped or an operator cancelled it first.
     fn interrupted(error: String) -> Ending {
         Ending {
+            taken_over: false,
             status: RunStatus::Interrupted,
             retry: None,
             exit_code: None,
             error: Some(error),
             output: None,
+        }
+    }
+}
+
+impl Ending {
+    /// A run that never started: its start was refused, as another node took it over.
+    fn taken_over() -> Ending {
+        Ending {
+            taken_over: true,
+            status: RunStatus::Abandoned,
+            retry: None,
+            exit_code: None,
+            error: None,
+            output: None,
+        }
+    }
+}
+
+/// Where a start's outcome goes: whether it was recorded, or why it could not be written.
+type StartWritten = oneshot::Sender<Result<bool, String>>;
+
+/// Run starts waiting to be written (on a shared store), each with the one waiting for its
+/// outcome: the runs that start while a write is going are written together by the next, so
+/// that many runs starting at once make a few writes rather than one each.
+#[derive(Default)]
+pub(super) struct StartWrites {
+    pending: Mutex<Vec<(StartRun, StartWritten)>>,
+    /// Whether a writer task is going.
+    writing: AtomicBool,
+}
+
+impl StartWrites {
+    /// Writes `start` (with whatever else is pending) and returns whether it was recorded.
+    fn write(
+        self: &Arc<Self>,
+        store: &Arc<dyn Store>,
+        start: StartRun,
+    ) -> impl std::future::Future<Output = Result<bool, StoreError>> + use<> {
+        let (reply, written) = oneshot::channel();
+        self.pending.lock().unwrap().push((start, reply));
+        if !self.writing.swap(true, Ordering::SeqCst) {
+            tokio::spawn(self.clone().drain(store.clone()));
+        }
+        async move {
+            match written.await {
+                Ok(written) => written.map_err(StoreError::Database),
+                Err(_) => Err(StoreError::Database(
+                    "the start was not written (the runtime is stopping)".to_owned(),
+                )),
+            }
+        }
+    }
+
+    /// Writes what is pending until nothing is.
+    async fn drain(self: Arc<Self>, store: Arc<dyn Store>) {
+        loop {
+            let batch = std::mem::take(&mut *self.pending.lock().unwrap());
+            if batch.is_empty() {
+                self.writing.store(false, Ordering::SeqCst);
+                // A start that came after the look above either saw a writer going (this one)
+                // and left its write to it, or started a writer itself.
+                if self.pending.lock().unwrap().is_empty()
+                    || self.writing.swap(true, Ordering::SeqCst)
+                {
+                    return;
+                }
+                continue;
+            }
+            let (starts, replies): (Vec<StartRun>, Vec<_>) = batch.into_iter().unzip();
+            match store.start_runs(&starts).await {
+                Ok(started) => {
+                    for (reply, started) in replies.into_iter().zip(started) {
+                        let _ = reply.send(Ok(started));
+                    }
+                }
+                Err(e) => {
+                    let error = e.to_string();
+                    for reply in replies {
+                        let _ = reply.send(Err(error.clone()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What became of a run's start, recorded before its action begins.
+enum StartRecord {
+    /// Recorded: the run is `running`; its action may begin.
+    Recorded,
+    /// Refused: another node took the run over (its node was presumed dead meanwhile).
+    TakenOver,
+    /// Not recorded before the run was cancelled (a stop, an operator).
+    Cancelled,
+}
+
+impl Inner {
+    /// Records `run`'s start, before its action begins (on a shared store: a run still
+    /// `queued` is then known not to have begun, and another node may take it over if this
+    /// one dies). While the store is out of reach it tries again, and the action waits: it
+    /// may begin only if no other node took the run over meanwhile, which only the store can
+    /// tell.
+    async fn record_start(&self, run: &mut Run, token: &CancellationToken) -> StartRecord {
+        const FIRST_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let start = StartRun {
+                id: run.id,
+                fencing_token: run.fencing_token,
+                at: self.clock.now(),
+            };
+            // Written with the starts of other runs that start meanwhile, on a task of its
+            // own: a cancellation does not cut the write short (its outcome stands).
+            let written = self.start_writes.write(&self.store, start);
+            let written = tokio::select! {
+                biased;
+                () = token.cancelled() => return StartRecord::Cancelled,
+                written = written => written,
+            };
+            match written {
+                Ok(true) => {
+                    run.status = RunStatus::Running;
+                    run.started_at = Some(start.at);
+                    return StartRecord::Recorded;
+                }
+                // Refused: the run is another node's now, unless an earlier try was written
+                // after all (its answer lost with the connection).
+                Ok(false) => {
+                    return match self.store.get_run(run.id).await {
+                        Ok(Some(stored))
+                            if stored.status == RunStatus::Running
+                                && stored.fencing_token == run.fencing_token =>
+                        {
+                            run.status = RunStatus::Running;
+                            run.started_at = stored.started_at.or(Some(start.at));
+                            StartRecord::Recorded
+                        }
+                        _ => StartRecord::TakenOver,
+                    };
+                }
+                // Said once per run: during an outage, every run due waits here.
+                Err(e) if backoff == FIRST_BACKOFF => {
+                    tracing::warn!(job = %run.job, run = %run.id, error = %e, "cannot record a run's start; it waits until the store is back");
+                }
+                Err(e) => {
+                    tracing::debug!(run = %run.id, error = %e, "cannot record a run's start yet")
+                }
+            }
+            tokio::select! {
+                () = token.cancelled() => return StartRecord::Cancelled,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(std::time::Duration::from_secs(2));
+        }
+    }
+
+    /// On a shared store, records together the starts of a slice's runs that are to begin
+    /// where they are released (see [`Self::begin_here`]), before any of them begins: one
+    /// write for the slice rather than one per run. A run whose start is refused (another node
+    /// took it over) or could not be written is left `queued`: its own task tries again and
+    /// learns what became of it ([`Self::record_start`]).
+    pub(super) async fn record_starts_here<'r>(
+        &self,
+        runs: impl Iterator<Item = &'r mut Run>,
+        admissions: &[Admission],
+    ) {
+        let at = self.clock.now();
+        let mut here: Vec<&mut Run> = runs
+            .zip(admissions)
+            .filter_map(|(run, admission)| match admission {
+                Admission::Start(token, spec)
+                    if Self::begins_inline(spec, run) && !token.is_cancelled() =>
+                {
+                    Some(run)
+                }
+                _ => None,
+            })
+            .collect();
+        if here.is_empty() {
+            return;
+        }
+        let starts: Vec<StartRun> = here
+            .iter()
+            .map(|run| StartRun {
+                id: run.id,
+                fencing_token: run.fencing_token,
+                at,
+            })
+            .collect();
+        match self.store.start_runs(&starts).await {
+            Ok(started) => {
+                for (run, started) in here.iter_mut().zip(started) {
+                    if started {
+                        run.status = RunStatus::Running;
+                        run.started_at = Some(at);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(runs = starts.len(), error = %e, "cannot record the starts of runs due now; each tries again on its own");
+            }
         }
     }
 }

@@ -367,6 +367,19 @@ pub trait Store: Send + Sync + 'static {
     async fn abandon_runs(&self, node: Option<&str>, at: Timestamp)
         -> Result<Vec<Run>, StoreError>;
 
+    /// Takes `node`'s unfinished runs over for node `by` (which may be `node` itself, restarted),
+    /// in one transaction, and returns them as they are now, by id. A `running` run may have
+    /// begun: it is recorded `abandoned` (to be retried per its job's policy). A `queued` one
+    /// cannot have begun, as long as every scheduler on the store records a start before it
+    /// begins the action (see [`Store::shared`]): it becomes `by`'s, still `queued`, under a
+    /// fresh fencing token, so that `node` can neither start nor finish it any more.
+    async fn take_over_runs(
+        &self,
+        node: &str,
+        by: &str,
+        at: Timestamp,
+    ) -> Result<Vec<Run>, StoreError>;
+
     /// The latest scheduled instant claimed for the job by a schedule or catch-up fire: where
     /// misfire detection starts after a restart.
     async fn last_fire(&self, job: &JobName) -> Result<Option<Timestamp>, StoreError>;
@@ -410,8 +423,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether nodes on several machines may share this store. Each node then heartbeats,
     /// recovers only its own runs at start-up, and the runs of a node whose heartbeat ran out
-    /// are rescued by another ([`Store::rescue_node`]). A store on one machine (SQLite)
-    /// answers false: whatever a previous process left unfinished is its successor's.
+    /// are rescued by another ([`Store::rescue_node`]); and a run's action begins only once
+    /// its start is recorded, so that a run still `queued` is known not to have begun. A store
+    /// on one machine (SQLite) answers false: whatever a previous process left unfinished is
+    /// its successor's, and starts are recorded after the action begins (a busy instant's runs
+    /// start sooner), so a `queued` run may have begun.
     fn shared(&self) -> bool {
         false
     }
@@ -439,12 +455,17 @@ pub trait Store: Send + Sync + 'static {
     /// The nodes whose heartbeat ran out before `now`, by name.
     async fn dead_nodes(&self, now: Timestamp) -> Result<Vec<String>, StoreError>;
 
-    /// If `node`'s heartbeat ran out before `now`, forgets the node and marks its `queued`
-    /// and `running` runs `abandoned`, in one transaction, and returns them; `None` if the
-    /// node is alive (it heartbeated in the meantime) or unknown. The node is remembered as
-    /// rescued (for an hour) so that it cannot claim again before it heartbeats.
-    async fn rescue_node(&self, node: &str, now: Timestamp)
-        -> Result<Option<Vec<Run>>, StoreError>;
+    /// If `node`'s heartbeat ran out before `now`, forgets the node and takes its unfinished
+    /// runs over for node `by` ([`Store::take_over_runs`]: `running` ones are recorded
+    /// `abandoned`, `queued` ones become `by`'s), in one transaction, and returns them; `None`
+    /// if the node is alive (it heartbeated in the meantime) or unknown. The node is
+    /// remembered as rescued (for an hour) so that it cannot claim again before it heartbeats.
+    async fn rescue_node(
+        &self,
+        node: &str,
+        by: &str,
+        now: Timestamp,
+    ) -> Result<Option<Vec<Run>>, StoreError>;
 
     /// Forgets `node` (it stopped cleanly); any run of it still `queued` or `running` (a
     /// result that could not be written) is recorded `abandoned`, as nobody would rescue it.

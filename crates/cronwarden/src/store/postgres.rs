@@ -456,10 +456,8 @@ impl PostgresStore {
     }
 
     async fn start_once(&self, starts: &[StartRun]) -> Result<Vec<bool>, Failure> {
-        let mut started = HashSet::new();
-        let mut tx = self.pool.begin().await?;
-        for chunk in starts.chunks(BATCH_ROWS) {
-            let ids: Vec<i64> = sqlx::query_scalar(
+        let update = |chunk: &[StartRun]| {
+            sqlx::query_scalar(
                 "UPDATE runs SET status = 'running', started_at = v.at
                  FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS v (id, token, at)
                  WHERE runs.id = v.id AND runs.fencing_token = v.token AND runs.status = 'queued'
@@ -468,11 +466,20 @@ impl PostgresStore {
             .bind(chunk.iter().map(|s| s.id.0).collect::<Vec<_>>())
             .bind(chunk.iter().map(|s| s.fencing_token).collect::<Vec<_>>())
             .bind(chunk.iter().map(|s| micros(s.at)).collect::<Vec<_>>())
-            .fetch_all(&mut *tx)
-            .await?;
-            started.extend(ids);
+        };
+        let mut started: HashSet<i64> = HashSet::new();
+        if starts.len() <= BATCH_ROWS {
+            // One statement is a transaction of its own: no BEGIN and COMMIT round trips (a
+            // run's action waits for its start to be recorded).
+            started.extend(update(starts).fetch_all(&self.pool).await?);
+        } else {
+            let mut tx = self.pool.begin().await?;
+            for chunk in starts.chunks(BATCH_ROWS) {
+                let ids: Vec<i64> = update(chunk).fetch_all(&mut *tx).await?;
+                started.extend(ids);
+            }
+            tx.commit().await?;
         }
-        tx.commit().await?;
         Ok(starts.iter().map(|s| started.remove(&s.id.0)).collect())
     }
 
@@ -521,6 +528,37 @@ impl PostgresStore {
         tx.commit().await?;
         Ok(finishes.iter().map(|f| finished.remove(&f.id.0)).collect())
     }
+}
+
+/// The statement that takes `node`'s unfinished runs over for `by` (see
+/// [`Store::take_over_runs`]): a `running` run is recorded `abandoned` with `error` (followed
+/// by its status); a `queued` one becomes `by`'s under a fresh random token.
+///
+/// One statement, so that a run whose start is being recorded meanwhile is taken as it is once
+/// that write commits: PostgreSQL re-evaluates the whole row, status included, when it finds
+/// it changed under it. (Two statements, one per status, could each miss it.)
+fn take_over<'q>(
+    node: &'q str,
+    by: &'q str,
+    at: Timestamp,
+    error: &'q str,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    sqlx::query(audited(format!(
+        "UPDATE runs SET
+             status = CASE WHEN status = 'running' THEN 'abandoned' ELSE status END,
+             finished_at = CASE WHEN status = 'running' THEN $3 ELSE finished_at END,
+             error = CASE WHEN status = 'running' THEN $4 || status ELSE error END,
+             node = CASE WHEN status = 'queued' THEN $2 ELSE node END,
+             fencing_token = CASE WHEN status = 'queued'
+                 THEN (floor(random() * 9223372036854775806) + 1)::bigint
+                 ELSE fencing_token END
+         WHERE status IN ('queued', 'running') AND node = $1
+         RETURNING {RUN_COLUMNS}"
+    )))
+    .bind(node)
+    .bind(by)
+    .bind(micros(at))
+    .bind(error)
 }
 
 /// Applies the migrations not yet applied, under the migration lock.
@@ -809,6 +847,23 @@ impl Store for PostgresStore {
         Ok(runs)
     }
 
+    async fn take_over_runs(
+        &self,
+        node: &str,
+        by: &str,
+        at: Timestamp,
+    ) -> Result<Vec<Run>, StoreError> {
+        let rows = retrying(move || async move {
+            Ok(take_over(node, by, at, rows::STOPPED_RUN)
+                .fetch_all(&self.pool)
+                .await?)
+        })
+        .await?;
+        let mut runs: Vec<Run> = rows.iter().map(run_from_row).collect::<Result<_, _>>()?;
+        runs.sort_by_key(|r| r.id);
+        Ok(runs)
+    }
+
     async fn last_fire(&self, job: &JobName) -> Result<Option<Timestamp>, StoreError> {
         let us: Option<Option<i64>> =
             sqlx::query_scalar("SELECT last_fire_at FROM jobs WHERE name = $1")
@@ -1010,6 +1065,7 @@ impl Store for PostgresStore {
     async fn rescue_node(
         &self,
         node: &str,
+        by: &str,
         now: Timestamp,
     ) -> Result<Option<Vec<Run>>, StoreError> {
         let rows = retrying(move || async move {
@@ -1032,16 +1088,9 @@ impl Store for PostgresStore {
                 .bind(micros(now - RESCUED_REMEMBERED))
                 .execute(&mut *tx)
                 .await?;
-            let rows = sqlx::query(audited(format!(
-                "UPDATE runs SET status = 'abandoned', finished_at = $2,
-                     error = 'the node running it stopped heartbeating while this run was ' || status
-                 WHERE status IN ('queued', 'running') AND node = $1
-                 RETURNING {RUN_COLUMNS}"
-            )))
-            .bind(node)
-            .bind(micros(now))
-            .fetch_all(&mut *tx)
-            .await?;
+            let rows = take_over(node, by, now, rows::RESCUED_RUN)
+                .fetch_all(&mut *tx)
+                .await?;
             tx.commit().await?;
             Ok(Some(rows))
         })

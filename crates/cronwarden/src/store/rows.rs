@@ -72,6 +72,12 @@ pub(super) fn opt_instant(us: Option<i64>) -> Result<Option<Timestamp>, StoreErr
 /// again): far longer than a claim can be in flight.
 pub(super) const RESCUED_REMEMBERED: SignedDuration = SignedDuration::from_hours(1);
 
+/// The error of a running run abandoned by a rescue of its node, before its status.
+pub(super) const RESCUED_RUN: &str = "the node running it stopped heartbeating while this run was ";
+
+/// The error of a running run abandoned by its own node's recovery, before its status.
+pub(super) const STOPPED_RUN: &str = "the scheduler stopped while this run was ";
+
 /// Why a claim by a rescued node fails.
 pub(super) fn rescued_claim(node: &str) -> String {
     format!(

@@ -291,6 +291,32 @@ impl SqliteStore {
     }
 }
 
+/// The statement that takes `node`'s unfinished runs over for `by` (see
+/// [`Store::take_over_runs`]): a `running` run is recorded `abandoned` with `error` (followed
+/// by its status); a `queued` one becomes `by`'s under a fresh random (positive) token.
+fn take_over<'q>(
+    node: &'q str,
+    by: &'q str,
+    at: Timestamp,
+    error: &'q str,
+) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
+    sqlx::query(audited(format!(
+        "UPDATE runs SET
+             status = CASE WHEN status = 'running' THEN 'abandoned' ELSE status END,
+             finished_at = CASE WHEN status = 'running' THEN ?3 ELSE finished_at END,
+             error = CASE WHEN status = 'running' THEN ?4 || status ELSE error END,
+             node = CASE WHEN status = 'queued' THEN ?2 ELSE node END,
+             fencing_token = CASE WHEN status = 'queued'
+                 THEN (random() & 9223372036854775806) + 1 ELSE fencing_token END
+         WHERE status IN ('queued', 'running') AND node = ?1
+         RETURNING {RUN_COLUMNS}"
+    )))
+    .bind(node)
+    .bind(by)
+    .bind(micros(at))
+    .bind(error)
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn upsert_job(&self, spec: &JobSpec, now: Timestamp) -> Result<JobRecord, StoreError> {
@@ -633,6 +659,22 @@ impl Store for SqliteStore {
         Ok(runs)
     }
 
+    async fn take_over_runs(
+        &self,
+        node: &str,
+        by: &str,
+        at: Timestamp,
+    ) -> Result<Vec<Run>, StoreError> {
+        let _writing = self.write_gate.lock().await;
+        let rows = take_over(node, by, at, rows::STOPPED_RUN)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        let mut runs: Vec<Run> = rows.iter().map(run_from_row).collect::<Result<_, _>>()?;
+        runs.sort_by_key(|r| r.id);
+        Ok(runs)
+    }
+
     async fn last_fire(&self, job: &JobName) -> Result<Option<Timestamp>, StoreError> {
         let us: Option<Option<i64>> =
             sqlx::query_scalar("SELECT last_fire_at FROM jobs WHERE name = ?1")
@@ -826,6 +868,7 @@ impl Store for SqliteStore {
     async fn rescue_node(
         &self,
         node: &str,
+        by: &str,
         now: Timestamp,
     ) -> Result<Option<Vec<Run>>, StoreError> {
         let _writing = self.write_gate.lock().await;
@@ -849,17 +892,10 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(db)?;
-        let rows = sqlx::query(audited(format!(
-            "UPDATE runs SET status = 'abandoned', finished_at = ?2,
-                 error = 'the node running it stopped heartbeating while this run was ' || status
-             WHERE status IN ('queued', 'running') AND node = ?1
-             RETURNING {RUN_COLUMNS}"
-        )))
-        .bind(node)
-        .bind(micros(now))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db)?;
+        let rows = take_over(node, by, now, rows::RESCUED_RUN)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
         tx.commit().await.map_err(db)?;
         let mut runs: Vec<Run> = rows.iter().map(run_from_row).collect::<Result<_, _>>()?;
         runs.sort_by_key(|r| r.id);
