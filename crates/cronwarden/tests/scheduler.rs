@@ -1058,6 +1058,90 @@ async fn pausing_a_job_stops_its_retries() {
 }
 
 #[tokio::test]
+async fn a_run_cut_short_by_a_stop_and_a_waiting_retry_run_at_the_next_start() {
+    let store = Arc::new(temp_store().await);
+    let clock = TestClock::new(ts(T0));
+    let mut long = rust_job("long", Some("0 * * * *"));
+    long.retry.max_attempts = 2;
+    let mut flaky = rust_job("flaky", Some("0 * * * *"));
+    flaky.retry.max_attempts = 3;
+    flaky.retry.jitter = 0.0;
+    let gate = Arc::new(Semaphore::new(0));
+    let jobs = |gate: Arc<Semaphore>, script: Vec<Result<String, JobError>>| {
+        let script = Arc::new(Mutex::new(VecDeque::from(script)));
+        gated("long", gate).register("flaky", move |_ctx| {
+            let next = script
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or(Ok("ok".into()));
+            async move { next }
+        })
+    };
+    let h = Harness::with(
+        vec![long, flaky],
+        jobs(gate.clone(), vec![Err(JobError::Retryable("busy".into()))]),
+        SchedulerConfig::default(),
+        store.clone(),
+        clock.clone(),
+    )
+    .await;
+    h.advance(secs(3600)).await;
+    // `flaky` fails and its retry waits 10 s; `long` is still going when the stop comes.
+    eventually(|| async { h.runs("flaky").await.len() == 2 }).await;
+    h.stop_letting_time_pass().await;
+    let runs = |job: &'static str| {
+        let store = store.clone();
+        async move {
+            let filter = RunFilter {
+                job: Some(JobName::new(job).unwrap()),
+                ..RunFilter::default()
+            };
+            let mut runs = store.list_runs(&filter).await.unwrap();
+            runs.reverse();
+            runs.iter()
+                .map(|r| (r.attempt, r.trigger, r.status))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        runs("long").await,
+        [
+            (1, Trigger::Schedule, RunStatus::Interrupted),
+            (2, Trigger::Retry, RunStatus::Queued)
+        ],
+        "the run cut short gets its next attempt, left for the next start"
+    );
+    assert_eq!(
+        runs("flaky").await,
+        [
+            (1, Trigger::Schedule, RunStatus::Failed),
+            (2, Trigger::Retry, RunStatus::Queued)
+        ],
+        "the waiting retry is left for the next start"
+    );
+
+    // The next start runs both at once, as they are (no attempt is spent on the stop).
+    gate.add_permits(1);
+    let h = Harness::with(
+        vec![],
+        jobs(gate.clone(), vec![]),
+        SchedulerConfig::default(),
+        store.clone(),
+        clock.clone(),
+    )
+    .await;
+    eventually(|| async {
+        runs("long").await.last().unwrap().2 == RunStatus::Succeeded
+            && runs("flaky").await.last().unwrap().2 == RunStatus::Succeeded
+    })
+    .await;
+    assert_eq!(runs("long").await.len(), 2);
+    assert_eq!(runs("flaky").await.len(), 2);
+    h.scheduler.stop().await;
+}
+
+#[tokio::test]
 async fn stop_waits_for_runs_then_interrupts_what_is_left() {
     let gate = Arc::new(Semaphore::new(0));
     let mut h = Harness::new(

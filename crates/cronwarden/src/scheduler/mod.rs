@@ -37,7 +37,7 @@ use crate::clock::Clock;
 use crate::executor::Executors;
 use crate::model::{JobName, JobSpec, MisfirePolicy, Run, RunId, RunStatus, SpecError, Trigger};
 use crate::schedule::Schedule;
-use crate::store::{ClaimFire, FinishRun, JobRecord, NewRun, Store, StoreError};
+use crate::store::{ClaimFire, FinishRun, JobRecord, NewRun, RunFilter, Store, StoreError};
 
 /// How many runs of one instant one task admits and spawns: small enough that every worker
 /// thread gets a share of a busy instant's starts and the first start comes soon, large enough
@@ -386,6 +386,8 @@ pub(crate) struct Inner {
     recorder: OnceLock<recorder::Recorder>,
     /// How the latest writes to the store went (for readiness).
     store_writes: Arc<writes::StoreWrites>,
+    /// Retries a stop left queued for the next start (see [`Scheduler::stop`]).
+    left_for_next_start: std::sync::atomic::AtomicUsize,
     recorder_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Stops the recorder once every run has ended (the very last step of a stop).
     stop_recorder: CancellationToken,
@@ -434,6 +436,7 @@ impl Scheduler {
                 loop_lag_us: 0.into(),
                 recorder: OnceLock::new(),
                 store_writes: Arc::default(),
+                left_for_next_start: std::sync::atomic::AtomicUsize::new(0),
                 recorder_task: Mutex::new(None),
                 stop_recorder: CancellationToken::new(),
                 recovered: tokio::sync::watch::Sender::new(false),
@@ -481,6 +484,12 @@ impl Scheduler {
 
     /// Stops: no new fires; running runs get the grace period to finish, then are cancelled and
     /// recorded `interrupted`. Returns when every task has ended.
+    ///
+    /// A stop is not the job's failure: a run it cut short gets its next attempt (when its job's
+    /// retry policy allows one more), and that attempt, like a retry waiting for its time, is
+    /// left `queued` for the next start, which runs it at once. On a shared store, a node that
+    /// leaves such retries does not sign off, so that if it does not come back, another node
+    /// takes them over once its lease runs out.
     pub async fn stop(&self) {
         let inner = &self.inner;
         inner.stop_firing.cancel();
@@ -504,12 +513,20 @@ impl Scheduler {
             }
         }
         inner.executors.close().await;
-        if inner.store.shared() {
+        let left = inner
+            .left_for_next_start
+            .load(std::sync::atomic::Ordering::SeqCst);
+        if left > 0 {
+            tracing::info!(runs = left, "retries left queued for the next start");
+        }
+        if inner.store.shared() && left == 0 {
             // Every run of this node has ended: nothing of it is left to rescue.
             if let Err(e) = inner.store.leave(&inner.config.node).await {
                 tracing::warn!(error = %e, "cannot sign this node off the store");
             }
         }
+        // With retries left queued, the node does not sign off: should it not come back, its
+        // lease runs out and another node takes them over and runs them.
     }
 
     /// Stores a job (creating or changing it) and puts it on the timetable at once. A changed
@@ -1016,7 +1033,7 @@ impl Inner {
         let runs = if self.store.shared() {
             self.store.take_over_runs(node, node, now).await?
         } else {
-            self.store.abandon_runs(None, now).await?
+            self.take_over_alone(now).await?
         };
         let (unbegun, abandoned): (Vec<Run>, Vec<Run>) = runs
             .into_iter()
@@ -1027,6 +1044,53 @@ impl Inner {
         self.retry_abandoned(abandoned).await;
         self.run_unbegun(unbegun);
         Ok(())
+    }
+
+    /// Takes over what the previous processes on a store of this one's alone (SQLite) left
+    /// unfinished: a `running` run is recorded `abandoned` (to be retried per policy), and so
+    /// is a `queued` one, which may have begun (starts are recorded after their action begins
+    /// there) - except a queued retry, which is returned still queued, to run now. A retry is
+    /// queued when it waits for its time or a stop left it for the next start; a job that
+    /// retries accepts that its action runs again, and had such a retry begun before a crash,
+    /// abandoning it would run the action again as well, only as one attempt more.
+    async fn take_over_alone(&self, now: Timestamp) -> Result<Vec<Run>, StoreError> {
+        let mut nodes = BTreeSet::new();
+        for status in [RunStatus::Queued, RunStatus::Running] {
+            let filter = RunFilter {
+                status: Some(status),
+                limit: Some(u32::MAX),
+                ..RunFilter::default()
+            };
+            nodes.extend(
+                self.store
+                    .list_runs(&filter)
+                    .await?
+                    .into_iter()
+                    .map(|r| r.node),
+            );
+        }
+        let mut runs = Vec::new();
+        for node in nodes {
+            let taken = self
+                .store
+                .take_over_runs(&node, &self.config.node, now)
+                .await?;
+            for run in taken {
+                if run.status != RunStatus::Queued || run.trigger == Trigger::Retry {
+                    runs.push(run);
+                    continue;
+                }
+                let reason = "the scheduler stopped while this run was queued".to_owned();
+                if let Some(abandoned) = self
+                    .record_result(run, RunStatus::Abandoned, None, Some(reason), None)
+                    .await
+                {
+                    runs.push(abandoned);
+                }
+            }
+        }
+        runs.sort_by_key(|r| r.id);
+        Ok(runs)
     }
 
     /// Announces runs just recorded `abandoned` and retries each at once, per its job's retry

@@ -199,6 +199,8 @@ impl Inner {
             // run finish finds its next attempt in the store, or knows none is coming.
             if let Some(retry) = retry {
                 Box::pin(self.clone().retry_if_allowed(&spec, &finished, retry)).await;
+            } else if finished.status == RunStatus::Interrupted && self.cancel_runs.is_cancelled() {
+                Box::pin(self.retry_at_next_start(&spec, &finished)).await;
             }
             if self.observed() {
                 self.emit(SchedulerEvent::RunFinished(finished));
@@ -534,11 +536,48 @@ impl Inner {
                     inner.finish(run, RunStatus::Skipped, None, reason, None).await;
                 }
                 () = inner.stop_firing.cancelled() => {
-                    let reason = Some("interrupted: the scheduler stopped before this retry was due".to_owned());
-                    inner.finish(run, RunStatus::Interrupted, None, reason, None).await;
+                    // Left queued for the next start (see `Scheduler::stop`).
+                    inner.left_for_next_start.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    tracing::info!(job = %run.job, run = %run.id, attempt = run.attempt, "stopping: this retry runs at the next start");
                 }
             }
         });
+    }
+
+    /// Claims the next attempt of a run that a stop cut short, if its job's retry policy
+    /// allows one more, and leaves it queued for the next start: a stop is not the job's
+    /// failure (see `Scheduler::stop`).
+    async fn retry_at_next_start(&self, spec: &JobSpec, interrupted: &Run) {
+        if interrupted.attempt >= spec.retry.max_attempts {
+            return;
+        }
+        let fires = self
+            .jobs
+            .lock()
+            .unwrap()
+            .get(&interrupted.job)
+            .is_some_and(|j| j.spec.enabled);
+        if !fires {
+            return;
+        }
+        let claim = ClaimFire {
+            job: &interrupted.job,
+            scheduled_at: interrupted.scheduled_at,
+            trigger: Trigger::Retry,
+            attempt: interrupted.attempt + 1,
+            node: &self.config.node,
+        };
+        match self.store.claim_fire(claim).await {
+            Ok(Some(run)) => {
+                self.left_for_next_start
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tracing::info!(job = %run.job, run = %run.id, attempt = run.attempt, "cut short by the stop; its retry runs at the next start");
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(job = %interrupted.job, error = %e, "cannot claim the retry of a run cut short by the stop")
+            }
+        }
     }
 
     /// The enabled jobs that run after `job` succeeds.
