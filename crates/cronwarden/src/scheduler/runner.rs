@@ -1,5 +1,7 @@
 //! Running one claimed run: overlap, the global limit, jitter, timeout, cancellation, the
-//! result, retries and chained jobs.
+//! result, retries and chained jobs. On a shared store, its start is recorded before its
+//! action begins ([`StartWrites`]), and a start the store refuses (another node took the run
+//! over) means the run is given up here, unrecorded.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -970,8 +972,13 @@ impl Inner {
                 at,
             };
             self.start_writes.write(&self.store, start)
-        }))
-        .await;
+        }));
+        // A stop does not wait for the store (it may be out of reach): the runs go to their
+        // tasks, which find themselves cancelled.
+        let written = tokio::select! {
+            written = written => written,
+            () = self.cancel_runs.cancelled() => return,
+        };
         let mut failed = None;
         for (run, written) in here.iter_mut().zip(written) {
             match written {
