@@ -6,7 +6,9 @@
 //! are admitted in slices, an in-process job is begun (polled once) right there, and each run's
 //! task takes it from there once every run of the instant has begun. Starts and results go to
 //! the store in batches through the [`recorder`], so no run waits for the store to begin, and
-//! nothing is written while an instant's runs are starting. The next fire is always computed from
+//! nothing is written while an instant's runs are starting. (On a store shared by several
+//! nodes a run's start is recorded before it begins, so that a run still queued is known not
+//! to have begun: see [`cluster`].) The next fire is always computed from
 //! the *scheduled* instant, never from "now", so a slow run or a slow loop never shifts a
 //! schedule; fires that are found late (the process was down or stalled) go through the job's
 //! misfire policy.

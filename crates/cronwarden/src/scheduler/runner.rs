@@ -1,7 +1,9 @@
 //! Running one claimed run: overlap, the global limit, jitter, timeout, cancellation, the
-//! result, retries and chained jobs.
+//! result, retries and chained jobs. On a shared store, its start is recorded before its
+//! action begins ([`StartWrites`]), and a start the store refuses (another node took the run
+//! over) means the run is given up here, unrecorded.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use jiff::{SignedDuration, Timestamp};
@@ -841,16 +843,23 @@ impl Ending {
 type StartWritten = oneshot::Sender<Result<bool, String>>;
 
 /// Run starts waiting to be written (on a shared store), each with the one waiting for its
-/// outcome: the runs that start while a write is going are written together by the next, so
-/// that many runs starting at once make a few writes rather than one each.
+/// outcome. A few writers take them in batches, side by side: the runs that start while the
+/// writers are busy are written together by the next write, so that many runs starting at
+/// once make a few writes rather than one each, and the writes of a busy instant still go
+/// over several connections at once.
 #[derive(Default)]
 pub(super) struct StartWrites {
     pending: Mutex<Vec<(StartRun, StartWritten)>>,
-    /// Whether a writer task is going.
-    writing: AtomicBool,
+    /// How many writer tasks are going.
+    writers: AtomicUsize,
 }
 
 impl StartWrites {
+    /// At most this many writes at once.
+    const WRITERS: usize = 4;
+    /// At most this many starts in one write (one statement on PostgreSQL).
+    const BATCH: usize = 500;
+
     /// Writes `start` (with whatever else is pending) and returns whether it was recorded.
     fn write(
         self: &Arc<Self>,
@@ -859,7 +868,7 @@ impl StartWrites {
     ) -> impl std::future::Future<Output = Result<bool, StoreError>> + use<> {
         let (reply, written) = oneshot::channel();
         self.pending.lock().unwrap().push((start, reply));
-        if !self.writing.swap(true, Ordering::SeqCst) {
+        if self.enlist() {
             tokio::spawn(self.clone().drain(store.clone()));
         }
         async move {
@@ -872,17 +881,28 @@ impl StartWrites {
         }
     }
 
-    /// Writes what is pending until nothing is.
+    /// Counts one more writer, if there is room for one.
+    fn enlist(&self) -> bool {
+        self.writers
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |w| {
+                (w < Self::WRITERS).then_some(w + 1)
+            })
+            .is_ok()
+    }
+
+    /// Writes what is pending, a batch at a time, until nothing is.
     async fn drain(self: Arc<Self>, store: Arc<dyn Store>) {
         loop {
-            let batch = std::mem::take(&mut *self.pending.lock().unwrap());
+            let batch: Vec<(StartRun, StartWritten)> = {
+                let mut pending = self.pending.lock().unwrap();
+                let take = pending.len().min(Self::BATCH);
+                pending.drain(..take).collect()
+            };
             if batch.is_empty() {
-                self.writing.store(false, Ordering::SeqCst);
-                // A start that came after the look above either saw a writer going (this one)
-                // and left its write to it, or started a writer itself.
-                if self.pending.lock().unwrap().is_empty()
-                    || self.writing.swap(true, Ordering::SeqCst)
-                {
+                self.writers.fetch_sub(1, Ordering::SeqCst);
+                // A start that came after the look above either found the writers busy (this
+                // one still counted) and left its write to them, or started a writer itself.
+                if self.pending.lock().unwrap().is_empty() || !self.enlist() {
                     return;
                 }
                 continue;
@@ -975,9 +995,8 @@ impl Inner {
         }
     }
 
-    /// On a shared store, records together the starts of a slice's runs that are to begin
-    /// where they are released (see [`Self::begin_here`]), before any of them begins: one
-    /// write for the slice rather than one per run. A run whose start is refused (another node
+    /// On a shared store, records the starts of a slice's runs that are to begin where they
+    /// are released (see [`Self::begin_here`]), together, before any of them begins. A run whose start is refused (another node
     /// took it over) or could not be written is left `queued`: its own task tries again and
     /// learns what became of it ([`Self::record_start`]).
     pub(super) async fn record_starts_here<'r>(
@@ -1000,26 +1019,35 @@ impl Inner {
         if here.is_empty() {
             return;
         }
-        let starts: Vec<StartRun> = here
-            .iter()
-            .map(|run| StartRun {
+        // With the other slices' (and any other run's starting meanwhile): an instant's slices
+        // start together, and make a write or two rather than one each.
+        let written = futures_util::future::join_all(here.iter().map(|run| {
+            let start = StartRun {
                 id: run.id,
                 fencing_token: run.fencing_token,
                 at,
-            })
-            .collect();
-        match self.store.start_runs(&starts).await {
-            Ok(started) => {
-                for (run, started) in here.iter_mut().zip(started) {
-                    if started {
-                        run.status = RunStatus::Running;
-                        run.started_at = Some(at);
-                    }
+            };
+            self.start_writes.write(&self.store, start)
+        }));
+        // A stop does not wait for the store (it may be out of reach): the runs go to their
+        // tasks, which find themselves cancelled.
+        let written = tokio::select! {
+            written = written => written,
+            () = self.cancel_runs.cancelled() => return,
+        };
+        let mut failed = None;
+        for (run, written) in here.iter_mut().zip(written) {
+            match written {
+                Ok(true) => {
+                    run.status = RunStatus::Running;
+                    run.started_at = Some(at);
                 }
+                Ok(false) => {}
+                Err(e) => failed = Some(e),
             }
-            Err(e) => {
-                tracing::warn!(runs = starts.len(), error = %e, "cannot record the starts of runs due now; each tries again on its own");
-            }
+        }
+        if let Some(e) = failed {
+            tracing::warn!(error = %e, "cannot record the starts of runs due now; each tries again on its own");
         }
     }
 }
