@@ -45,6 +45,19 @@ fn readyz(rt: &tokio::runtime::Runtime, api: &str) -> (u16, serde_json::Value) {
     })
 }
 
+/// The daemon, killed if the test fails before it is stopped: a daemon left running would
+/// fire its jobs for ever.
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 fn stop(child: &mut Child) {
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
     wait_for(Duration::from_secs(30), "the daemon to exit", || {
@@ -84,15 +97,17 @@ action = {{ type = "command", argv = ["sh", "-c", "sleep 2; echo $CRONWARDEN_RUN
     )
     .unwrap();
     let log = dir.join("daemon.log");
-    let mut daemon = Command::new(env!("CARGO_BIN_EXE_cronwarden"))
-        .args(["serve", "--config", "cronwarden.toml"])
-        .current_dir(&dir)
-        .env("CRONWARDEN_ADMIN_TOKEN", TOKEN)
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut daemon = Daemon(
+        Command::new(env!("CARGO_BIN_EXE_cronwarden"))
+            .args(["serve", "--config", "cronwarden.toml"])
+            .current_dir(&dir)
+            .env("CRONWARDEN_ADMIN_TOKEN", TOKEN)
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -138,7 +153,7 @@ action = {{ type = "command", argv = ["sh", "-c", "sleep 2; echo $CRONWARDEN_RUN
         let (status, body) = readyz(&rt, &api);
         status == 200 && body["unwritten_results"] == 0
     });
-    stop(&mut daemon);
+    stop(&mut daemon.0);
     let log_text = std::fs::read_to_string(&log).unwrap();
 
     // Every run that ended, full disk or not, is recorded as it ended; none was left behind.
