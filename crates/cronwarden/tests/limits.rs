@@ -394,9 +394,12 @@ async fn deadlines_past_the_end_of_time_do_not_panic_the_scheduler() {
     tokio::time::timeout(Duration::from_secs(10), scheduler.stop())
         .await
         .expect("the scheduler stops");
+    // Every run accounted for: final, but for the retry waiting for its time, which the stop
+    // leaves queued for the next start.
     let left = runs().await;
+    let unfinished: Vec<_> = left.iter().filter(|r| !r.status.is_final()).collect();
     assert!(
-        left.iter().all(|r| r.status.is_final()),
+        matches!(unfinished[..], [r] if r.trigger == Trigger::Retry && r.status == RunStatus::Queued && r.job.as_str() == "failing"),
         "every run accounted for: {left:#?}"
     );
     store.close().await;
