@@ -28,20 +28,11 @@ use std::time::{Duration, Instant};
 
 use cronwarden::model::{Run, RunStatus, Trigger};
 use cronwarden::store::{PostgresStore, RunFilter, Store};
+use cronwarden_test_support::daemon::{api_address, wait_for};
 use cronwarden_test_support::{PgDatabase, TestDir};
 use jiff::Timestamp;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-
-/// Waits until `check` holds, failing after `limit`: conditions are polled, never assumed to
-/// hold after a fixed time (the machine may be busy with other tests).
-fn wait_for(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let give_up = Instant::now() + limit;
-    while !check() {
-        assert!(Instant::now() < give_up, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// Sleeps until `deadline` (at once if it has passed).
 fn sleep_until(deadline: Instant) {
@@ -217,14 +208,6 @@ impl Db {
             .map(|r| r.status().as_u16())
             .map_err(|e| e.to_string())
     }
-}
-
-/// The daemon's API address, read from its log line `cronwarden is running ... api=ADDR`.
-fn api_address(log: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(log).ok()?;
-    let line = text.lines().find(|l| l.contains("cronwarden is running"))?;
-    let at = line.find("api=")? + 4;
-    Some(line[at..].split_whitespace().next()?.to_owned())
 }
 
 /// One `cronwarden serve` node: its directory (config and logs, one log per start) and, while

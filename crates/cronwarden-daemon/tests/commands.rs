@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use cronwarden::model::{JobName, Run, RunStatus, Trigger};
 use cronwarden::store::RunFilter;
 use cronwarden_daemon::store::AnyStore;
+use cronwarden_test_support::daemon::wait_for;
 use cronwarden_test_support::TestDir;
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
@@ -24,16 +25,6 @@ fn serve(dir: &Path, env: &[(&str, &str)]) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .unwrap()
-}
-
-/// Waits until `check` holds, failing after `limit` (a real daemon on the real clock: the
-/// wait is as long as the condition needs).
-fn wait_for(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let give_up = Instant::now() + limit;
-    while !check() {
-        assert!(Instant::now() < give_up, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn signal_and_wait(child: &mut Child, signal: Signal) -> Option<i32> {

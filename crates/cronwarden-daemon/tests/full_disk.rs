@@ -2,33 +2,18 @@
 //! says the store refuses writes while it is full, results of runs that end meanwhile are held
 //! and written once there is room, and nothing needs a restart.
 
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cronwarden::model::{JobName, RunStatus};
 use cronwarden::store::RunFilter;
 use cronwarden_daemon::store::AnyStore;
+use cronwarden_test_support::daemon::{api_address, wait_for};
 use cronwarden_test_support::{SmallDisk, TestDir};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 const TOKEN: &str = "full-disk-admin-token-0123456789";
-
-fn wait_for(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let give_up = Instant::now() + limit;
-    while !check() {
-        assert!(Instant::now() < give_up, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn api_address(log: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(log).ok()?;
-    let line = text.lines().find(|l| l.contains("cronwarden is running"))?;
-    let at = line.find("api=")? + 4;
-    Some(line[at..].split_whitespace().next()?.to_owned())
-}
 
 /// `GET /readyz`: the status and the body.
 fn readyz(rt: &tokio::runtime::Runtime, api: &str) -> (u16, serde_json::Value) {

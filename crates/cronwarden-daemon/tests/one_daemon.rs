@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use cronwarden::model::{JobName, Run, RunStatus};
 use cronwarden::store::RunFilter;
 use cronwarden_daemon::store::AnyStore;
+use cronwarden_test_support::daemon::wait_for;
 use cronwarden_test_support::TestDir;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -64,15 +65,6 @@ impl Drop for Daemons {
                 let _ = child.wait();
             }
         }
-    }
-}
-
-/// Waits until `check` holds, failing after `limit` (a real daemon on the real clock).
-fn wait_for(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let give_up = Instant::now() + limit;
-    while !check() {
-        assert!(Instant::now() < give_up, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use cronwarden::model::{JobName, Run, RunStatus, Trigger};
 use cronwarden::store::RunFilter;
 use cronwarden_daemon::store::AnyStore;
+use cronwarden_test_support::daemon::{api_address, wait_for};
 use cronwarden_test_support::TestDir;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -27,16 +28,6 @@ fn serve(dir: &Path) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .unwrap()
-}
-
-/// Waits until `check` holds, failing after `limit` (these tests run a real daemon on the real
-/// clock, so they wait for real time, but only as long as the condition needs).
-fn wait_for(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let give_up = Instant::now() + limit;
-    while !check() {
-        assert!(Instant::now() < give_up, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn signal_and_wait(child: &mut Child, signal: Signal) -> Option<i32> {
@@ -320,14 +311,6 @@ action = { type = "command", argv = ["true"] }
     assert!(String::from_utf8_lossy(&out.stderr).contains("no job is named"));
     assert_eq!(signal_and_wait(&mut daemon, Signal::SIGTERM), Some(0));
     std::fs::remove_dir_all(&dir).unwrap();
-}
-
-/// The daemon's API address, read from its log line `cronwarden is running ... api=ADDR`.
-fn api_address(log: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(log).ok()?;
-    let line = text.lines().find(|l| l.contains("cronwarden is running"))?;
-    let at = line.find("api=")? + 4;
-    Some(line[at..].split_whitespace().next()?.to_owned())
 }
 
 #[test]

@@ -5,6 +5,7 @@
 //! A test without its server is skipped (after saying so), except under `CI=true`, where that
 //! fails it: CI has the servers, and a skipped test there would pass unnoticed.
 
+pub mod daemon;
 mod dirs;
 mod disk;
 
