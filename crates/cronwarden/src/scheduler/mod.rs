@@ -1072,23 +1072,46 @@ impl Inner {
             );
         }
         let mut runs = Vec::new();
+        let mut may_have_begun = Vec::new();
         for node in nodes {
             let taken = self
                 .store
                 .take_over_runs(&node, &self.config.node, now)
                 .await?;
             for run in taken {
-                if run.status != RunStatus::Queued || run.trigger == Trigger::Retry {
+                if run.status == RunStatus::Queued && run.trigger != Trigger::Retry {
+                    may_have_begun.push(run);
+                } else {
                     runs.push(run);
-                    continue;
                 }
-                let reason = "the scheduler stopped while this run was queued".to_owned();
-                if let Some(abandoned) = self
-                    .record_result(run, RunStatus::Abandoned, None, Some(reason), None)
-                    .await
-                {
-                    runs.push(abandoned);
-                }
+            }
+        }
+        // In one transaction: a crash just before a busy instant leaves thousands.
+        let error = "the scheduler stopped while this run was queued";
+        let finishes: Vec<FinishRun> = may_have_begun
+            .iter()
+            .map(|run| FinishRun {
+                id: run.id,
+                fencing_token: run.fencing_token,
+                status: RunStatus::Abandoned,
+                started_at: None,
+                finished_at: now,
+                exit_code: None,
+                error: Some(error.to_owned()),
+                output: None,
+            })
+            .collect();
+        let recorded = if finishes.is_empty() {
+            Vec::new()
+        } else {
+            self.store.finish_runs(&finishes).await?
+        };
+        for (mut run, recorded) in may_have_begun.into_iter().zip(recorded) {
+            if recorded {
+                run.status = RunStatus::Abandoned;
+                run.finished_at = Some(now);
+                run.error = Some(error.to_owned());
+                runs.push(run);
             }
         }
         runs.sort_by_key(|r| r.id);
